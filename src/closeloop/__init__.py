@@ -1,0 +1,70 @@
+"""closeloop: closed-loop customer feedback as an embeddable library.
+
+Survey responses open cases, people work them Open → Progress → Closed, and
+managers see how fast the loop gets closed. Start with :class:`CloseLoop`.
+"""
+
+from closeloop.errors import (
+    CaseNotFound,
+    CloseLoopError,
+    CommentRequired,
+    ConcurrentUpdate,
+    InvalidInput,
+    NothingToChange,
+    NotifierError,
+    StoreError,
+    TokenError,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+    TransitionNotAllowed,
+    WorkflowError,
+)
+from closeloop.loop import CloseLoop, DeliveryReport
+from closeloop.model import (
+    Assigned,
+    Case,
+    Commented,
+    Escalated,
+    Event,
+    Notice,
+    Opened,
+    Priority,
+    ResponseAttached,
+    Status,
+    StatusChanged,
+    SurveyResponse,
+)
+from closeloop.workflow import CommentPolicy
+
+__all__ = [
+    "Assigned",
+    "Case",
+    "CaseNotFound",
+    "CloseLoop",
+    "CloseLoopError",
+    "CommentPolicy",
+    "CommentRequired",
+    "Commented",
+    "ConcurrentUpdate",
+    "DeliveryReport",
+    "Escalated",
+    "Event",
+    "InvalidInput",
+    "Notice",
+    "NothingToChange",
+    "NotifierError",
+    "Opened",
+    "Priority",
+    "ResponseAttached",
+    "Status",
+    "StatusChanged",
+    "StoreError",
+    "SurveyResponse",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenUsed",
+    "TransitionNotAllowed",
+    "WorkflowError",
+]

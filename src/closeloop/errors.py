@@ -1,0 +1,170 @@
+"""Every error closeloop raises.
+
+One base class, each subclass narrowing the last, each carrying the data a
+caller needs to react (``case_id``, ``field``, ``value`` …)::
+
+    CloseLoopError
+     ├── InvalidInput            bad survey data, argument or configuration (field, value)
+     ├── CaseNotFound            no case with that id (case_id)
+     ├── WorkflowError           the workflow refuses the change (case_id)
+     │    ├── TransitionNotAllowed   from_status → to_status is not a transition (or the same)
+     │    ├── CommentRequired        this change needs a comment
+     │    └── NothingToChange        assigning to the current assignee
+     ├── ConcurrentUpdate        someone else changed the case first (case_id, expected, actual)
+     ├── TokenError              a one-touch link or confirmation is refused
+     │    ├── TokenInvalid           tampered, wrong key or purpose, case reassigned (reason)
+     │    ├── TokenExpired           older than max_age (expired_at)
+     │    └── TokenUsed              the link has already changed the case once
+     ├── StoreError              the storage backend failed (the driver's error is chained)
+     └── NotifierError           a notifier could not deliver a message
+
+Adapters translate their driver's exceptions (sqlite3, psycopg, smtplib) into
+these, so a caller never has to import a driver to handle a failure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "CaseNotFound",
+    "CloseLoopError",
+    "CommentRequired",
+    "ConcurrentUpdate",
+    "InvalidInput",
+    "NothingToChange",
+    "NotifierError",
+    "StoreError",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenUsed",
+    "TransitionNotAllowed",
+    "WorkflowError",
+]
+
+
+class CloseLoopError(Exception):
+    """Base class of every error closeloop raises on purpose."""
+
+
+class InvalidInput(CloseLoopError, ValueError):
+    """A value given to closeloop is not acceptable; nothing was written.
+
+    Attributes:
+        field: dotted path of the offending field (``"score"``,
+            ``"triggers[2].when.any_of[1]"``).
+        value: the value that was refused.
+        reason: what is wrong with it, in words.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}: {reason} (got {_short_repr(value)})")
+
+
+class CaseNotFound(CloseLoopError, LookupError):
+    """No case has this id."""
+
+    def __init__(self, case_id: str) -> None:
+        self.case_id = case_id
+        super().__init__(f"no case with id {case_id!r}")
+
+
+class WorkflowError(CloseLoopError):
+    """The workflow refuses the change; the case is left as it was."""
+
+    def __init__(self, case_id: str, message: str) -> None:
+        self.case_id = case_id
+        super().__init__(message)
+
+
+class TransitionNotAllowed(WorkflowError):
+    """The case cannot move from its current status to the one asked for."""
+
+    def __init__(self, case_id: str, from_status: Any, to_status: Any) -> None:
+        self.from_status = from_status
+        self.to_status = to_status
+        if from_status == to_status:
+            message = f"case {case_id!r} is already {_status_name(to_status)}"
+        else:
+            message = (
+                f"case {case_id!r} cannot move from {_status_name(from_status)} "
+                f"to {_status_name(to_status)}"
+            )
+        super().__init__(case_id, message)
+
+
+class CommentRequired(WorkflowError):
+    """This change needs a non-blank comment."""
+
+    def __init__(self, case_id: str, what: str) -> None:
+        self.what = what
+        super().__init__(case_id, f"a comment is required to {what} case {case_id!r}")
+
+
+class NothingToChange(WorkflowError):
+    """The change asked for would leave the case as it is (assigning to the current assignee)."""
+
+
+class ConcurrentUpdate(CloseLoopError):
+    """Someone else changed the case since it was read; nothing was written.
+
+    Read the case again and decide whether the change still makes sense.
+    """
+
+    def __init__(self, case_id: str, expected: int | None, actual: int | None) -> None:
+        self.case_id = case_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"case {case_id!r} was changed concurrently "
+            f"(expected version {expected}, found {actual}); nothing was written"
+        )
+
+
+class TokenError(CloseLoopError):
+    """A one-touch token is refused. Messages never reveal case details."""
+
+
+class TokenInvalid(TokenError):
+    """The token is not one closeloop issued for this purpose, or no longer applies."""
+
+    def __init__(self, reason: str = "the link is not valid") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TokenExpired(TokenError):
+    """The token is older than the configured ``max_age``."""
+
+    def __init__(self, expired_at: datetime) -> None:
+        self.expired_at = expired_at
+        super().__init__(f"the link expired at {expired_at.isoformat()}")
+
+
+class TokenUsed(TokenError):
+    """The link has already been used to change the case; use the full app."""
+
+    def __init__(self) -> None:
+        super().__init__("the link has already been used")
+
+
+class StoreError(CloseLoopError):
+    """The storage backend failed; the driver's exception is chained as ``__cause__``."""
+
+
+class NotifierError(CloseLoopError):
+    """A notifier could not deliver a message; the notice stays pending."""
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_name(status: Any) -> str:
+    return str(getattr(status, "display_name", status))

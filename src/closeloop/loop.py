@@ -1,0 +1,348 @@
+"""The facade: :class:`CloseLoop`, the one place where the parts are wired together."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from attrs import evolve, frozen
+
+from closeloop.errors import ConcurrentUpdate, InvalidInput, NothingToChange
+from closeloop.model import (
+    Assigned,
+    Case,
+    Commented,
+    Event,
+    Notice,
+    Opened,
+    Priority,
+    Status,
+    StatusChanged,
+)
+from closeloop.notify.base import Message, Notifier
+from closeloop.notify.log import LogNotifier
+from closeloop.notify.templates import RenderedNotice, render_assignment
+from closeloop.storage.base import Change, Store
+from closeloop.storage.memory import MemoryStore
+from closeloop.validate import (
+    check_comment,
+    check_id,
+    check_optional_id,
+    optional_aware_datetime,
+)
+from closeloop.workflow import CommentPolicy, check_transition
+
+__all__ = ["CloseLoop", "Clock", "DeliveryReport"]
+
+log = logging.getLogger("closeloop")
+
+#: A callable returning the current time as an aware datetime.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """The default id factory: a random 32-character hex string."""
+    return uuid.uuid4().hex
+
+
+@frozen
+class DeliveryReport:
+    """What :meth:`CloseLoop.deliver_pending` did."""
+
+    sent: int
+    failed: int
+
+
+class CloseLoop:
+    """Closed-loop feedback: open cases, assign them, work them to Closed, report.
+
+    Args:
+        store: where cases live; default :class:`~closeloop.storage.MemoryStore`.
+        notifier: how notices are delivered; default
+            :class:`~closeloop.notify.LogNotifier` (log lines only).
+        clock: returns the current time as an aware datetime; default UTC now.
+        comment_policy: which workflow changes need a comment; default closing and
+            reopening.
+        case_url: the app's page for a case, used as the link in notices when
+            one-touch is not configured; a format string with ``{case_id}``.
+        id_factory: makes case and notice ids; default random hex.
+        delivery_lease: how long a process may hold a notice it is delivering
+            before another process may retry it.
+
+    Example::
+
+        loop = CloseLoop(store=SQLiteStore("closeloop.db"), notifier=MemoryNotifier())
+        case = loop.open_case("c-7", by="agent-1", comment="Called in upset")
+        loop.assign(case.id, to="alice", by="bob")
+        loop.set_status(case.id, Status.CLOSED, by="alice", comment="Refund issued")
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        *,
+        comment_policy: CommentPolicy | None = None,
+        case_url: str | None = None,
+        id_factory: Callable[[], str] | None = None,
+        delivery_lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.store: Store = MemoryStore() if store is None else store
+        self.notifier: Notifier = LogNotifier() if notifier is None else notifier
+        if not isinstance(self.store, Store):
+            raise InvalidInput("store", store, "must implement the closeloop Store protocol")
+        if not isinstance(self.notifier, Notifier):
+            raise InvalidInput("notifier", notifier, "must have a send(message) method")
+        if clock is not None and not callable(clock):
+            raise InvalidInput("clock", clock, "must be a callable returning an aware datetime")
+        self.clock: Clock = utc_now if clock is None else clock
+        self.comment_policy = CommentPolicy() if comment_policy is None else comment_policy
+        if case_url is not None and "{case_id}" not in case_url:
+            raise InvalidInput("case_url", case_url, "must contain the placeholder {case_id}")
+        self.case_url = case_url
+        self.new_id: Callable[[], str] = new_id if id_factory is None else id_factory
+        self.delivery_lease = delivery_lease
+
+    # -- time and ids -------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The loop's clock, checked to be timezone-aware."""
+        now = self.clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise InvalidInput("clock", now, "must return a timezone-aware datetime")
+        return now
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, case_id: str) -> Case:
+        """The case with this id. Raises CaseNotFound."""
+        return self.store.get(check_id("case_id", case_id))
+
+    def cases(
+        self,
+        *,
+        assignee: str | None = None,
+        status: Status | str | None = None,
+        customer_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Case]:
+        """Cases matching every filter given, oldest first.
+
+        ``cases(assignee="alice")`` is Alice's home page.
+        """
+        check_optional_id("assignee", assignee)
+        check_optional_id("customer_id", customer_id)
+        wanted = None if status is None else Status.parse(status)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidInput("limit", limit, "must be a non-negative integer or None")
+        return self.store.find(
+            assignee=assignee, status=wanted, customer_id=customer_id, limit=limit
+        )
+
+    def history(self, case_id: str) -> list[Event]:
+        """The case's events, oldest first. Raises CaseNotFound."""
+        return self.store.history(check_id("case_id", case_id))
+
+    # -- changing -----------------------------------------------------------------
+
+    def open_case(
+        self,
+        customer_id: str,
+        *,
+        by: str,
+        comment: str | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        due_at: datetime | None = None,
+        reasons: Sequence[str] = (),
+    ) -> Case:
+        """Open a case by hand for ``customer_id``; ``by`` is the agent.
+
+        Returns the new case (status Open, version 1, one "opened" event).
+        """
+        check_id("customer_id", customer_id)
+        check_id("by", by)
+        check_comment("comment", comment)
+        optional_aware_datetime("due_at", due_at)
+        now = self.now()
+        case = Case(
+            id=check_id("id_factory()", self.new_id()),
+            customer_id=customer_id,
+            status=Status.OPEN,
+            opened_at=now,
+            updated_at=now,
+            opened_by=by,
+            version=1,
+            reasons=tuple(reasons),
+            priority=Priority.parse(priority),
+            due_at=due_at,
+        )
+        event = Opened(case_id=case.id, actor=by, at=now, seq=1, comment=comment)
+        self.store.commit(Change(case=case, expected_version=None, events=(event,)))
+        return case
+
+    def assign(
+        self,
+        case_id: str,
+        *,
+        to: str,
+        by: str,
+        comment: str | None = None,
+        expected_version: int | None = None,
+    ) -> Case:
+        """Assign the case to user ``to``; ``by`` is who assigns. The assignee is notified.
+
+        Raises:
+            NothingToChange: ``to`` already holds the case.
+            ConcurrentUpdate: the case changed since ``expected_version`` (or while
+                this call ran).
+        """
+        check_id("to", to)
+        check_id("by", by)
+        check_comment("comment", comment)
+        case = self._read(case_id, expected_version)
+        if case.assignee == to:
+            raise NothingToChange(case.id, f"case {case.id!r} is already assigned to {to!r}")
+        now = self.now()
+        updated = evolve(case, assignee=to, updated_at=now, version=case.version + 1)
+        event = Assigned(
+            case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
+            assignee=to, previous=case.assignee,
+        )
+        rendered = render_assignment(updated, by, self._link_for(updated))
+        notice = self._notice(updated, "assigned", to, rendered, now)
+        self._commit(Change(case=updated, expected_version=case.version, events=(event,),
+                            notices=(notice,)))
+        return updated
+
+    def set_status(
+        self,
+        case_id: str,
+        status: Status | str,
+        *,
+        by: str,
+        comment: str | None = None,
+        expected_version: int | None = None,
+        via: str | None = None,
+    ) -> Case:
+        """Move the case to ``status`` through the workflow; ``by`` is who does it.
+
+        Raises:
+            TransitionNotAllowed: the workflow has no such change (or it is the
+                current status).
+            CommentRequired: the comment policy asks for a comment here.
+            ConcurrentUpdate: the case changed since ``expected_version``.
+        """
+        target = Status.parse(status)
+        check_id("by", by)
+        check_comment("comment", comment)
+        case = self._read(case_id, expected_version)
+        check_transition(case.id, case.status, target, comment, self.comment_policy)
+        now = self.now()
+        updated = evolve(
+            case,
+            status=target,
+            updated_at=now,
+            version=case.version + 1,
+            closed_at=now if target is Status.CLOSED else None,
+        )
+        event = StatusChanged(
+            case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
+            from_status=case.status, to_status=target, via=via,
+        )
+        self._commit(Change(case=updated, expected_version=case.version, events=(event,)))
+        return updated
+
+    def comment(
+        self, case_id: str, text: str, *, by: str, expected_version: int | None = None
+    ) -> Case:
+        """Add an agent comment to the case's history. It never emails the customer."""
+        check_id("by", by)
+        check_comment("text", text)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("text", text, "a comment must not be blank")
+        case = self._read(case_id, expected_version)
+        now = self.now()
+        updated = evolve(case, updated_at=now, version=case.version + 1)
+        event = Commented(case_id=case.id, actor=by, at=now, seq=updated.version, comment=text)
+        self._commit(Change(case=updated, expected_version=case.version, events=(event,)))
+        return updated
+
+    # -- notices ------------------------------------------------------------------
+
+    def deliver_pending(self, limit: int = 100) -> DeliveryReport:
+        """Deliver notices still waiting in the outbox (failed or left by a crash).
+
+        Safe to run from several processes at once: each notice is claimed by one.
+        Call it from a scheduler (cron, a worker loop) every minute or so.
+        """
+        notices = self.store.claim_notices(now=self.now(), lease=self.delivery_lease, limit=limit)
+        sent = sum(self._deliver(notice) for notice in notices)
+        return DeliveryReport(sent=sent, failed=len(notices) - sent)
+
+    def _deliver(self, notice: Notice) -> bool:
+        try:
+            self.notifier.send(Message.from_notice(notice))
+        except Exception as exc:  # any notifier failure leaves the notice pending
+            log.warning("could not deliver notice %s for case %s: %r", notice.id,
+                        notice.case_id, exc)
+            self._safely(self.store.notice_failed, notice.id, error=repr(exc)[:1000],
+                         retry_at=self.now())
+            return False
+        self._safely(self.store.notice_sent, notice.id, at=self.now())
+        return True
+
+    @staticmethod
+    def _safely(record: Callable[..., None], notice_id: str, **kwargs: Any) -> None:
+        # The case change is committed; a failure to book-keep delivery must not
+        # look like a failed change. At worst the notice is delivered again.
+        try:
+            record(notice_id, **kwargs)
+        except Exception:
+            log.exception("could not record delivery state of notice %s", notice_id)
+
+    def _notice(
+        self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime
+    ) -> Notice:
+        return Notice(
+            id=check_id("id_factory()", self.new_id()),
+            case_id=case.id,
+            kind=kind,
+            to=to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            created_at=now,
+            # Claimed by this process, which delivers it right after the commit.
+            next_attempt_at=now + self.delivery_lease,
+        )
+
+    def _link_for(self, case: Case) -> str | None:
+        if self.case_url is not None:
+            return self.case_url.format(case_id=case.id)
+        return None
+
+    # -- internals ----------------------------------------------------------------
+
+    def _read(self, case_id: str, expected_version: int | None) -> Case:
+        case = self.store.get(check_id("case_id", case_id))
+        if expected_version is not None:
+            if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+                raise InvalidInput("expected_version", expected_version, "must be an integer")
+            if case.version != expected_version:
+                raise ConcurrentUpdate(case.id, expected_version, case.version)
+        return case
+
+    def _commit(self, change: Change) -> None:
+        self.store.commit(change)
+        for notice in change.notices:
+            self._deliver(notice)
+

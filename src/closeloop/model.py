@@ -1,0 +1,301 @@
+"""The domain values: survey responses, cases, their history events and notices.
+
+All are frozen attrs classes validated at construction, so an invalid one
+cannot exist; change them with :func:`attrs.evolve`. :mod:`closeloop.convert`
+turns them into plain data and back.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
+
+from attrs import field, frozen
+
+from closeloop.errors import InvalidInput
+from closeloop.validate import (
+    attrs_validator,
+    aware_datetime,
+    check_answers,
+    check_comment,
+    check_id,
+    check_optional_id,
+    check_score,
+    optional_aware_datetime,
+)
+
+__all__ = [
+    "Assigned",
+    "Case",
+    "Commented",
+    "Escalated",
+    "Event",
+    "Notice",
+    "Opened",
+    "Priority",
+    "ResponseAttached",
+    "Status",
+    "StatusChanged",
+    "SurveyResponse",
+]
+
+
+class Status(str, enum.Enum):
+    """The three standard case statuses. Values are stored; display names are shown."""
+
+    OPEN = "open"
+    PROGRESS = "progress"
+    CLOSED = "closed"
+
+    @property
+    def display_name(self) -> str:
+        """``"Open"``, ``"Progress"`` or ``"Closed"``."""
+        return self.value.capitalize()
+
+    @classmethod
+    def parse(cls, value: Any, field: str = "status") -> Status:
+        """Return the status named by ``value`` (a Status or its value), or raise InvalidInput."""
+        if isinstance(value, Status):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.lower())
+            except ValueError:
+                pass
+        names = ", ".join(repr(s.value) for s in cls)
+        raise InvalidInput(field, value, f"unknown status; expected one of {names}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Priority(str, enum.Enum):
+    """How urgent a case is; triggers set it, reports and lists can sort by it."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @classmethod
+    def parse(cls, value: Any, field: str = "priority") -> Priority:
+        """Return the priority named by ``value``, or raise InvalidInput."""
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.lower())
+            except ValueError:
+                pass
+        names = ", ".join(repr(p.value) for p in cls)
+        raise InvalidInput(field, value, f"unknown priority; expected one of {names}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _status(value: Any) -> Status:
+    return Status.parse(value)
+
+
+def _priority(value: Any) -> Priority:
+    return Priority.parse(value)
+
+
+def _bool(field_name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInput(field_name, value, "must be True or False")
+
+
+def _frozen_answers(value: Any) -> Mapping[str, Any]:
+    check_answers("answers", value)
+    return dict(value)
+
+
+def _ids(field_name: str) -> Any:
+    def validate(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
+        for index, item in enumerate(value):
+            check_id(f"{field_name}[{index}]", item)
+
+    return validate
+
+
+def _to_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise InvalidInput("reasons", value, "must be a list of strings")
+    return tuple(value)
+
+
+@frozen
+class SurveyResponse:
+    """One answered survey, as the survey tool delivered it.
+
+    Args:
+        id: the survey tool's response id; ingesting the same id twice opens nothing new.
+        customer_id: who answered.
+        score: NPS answer, an ``int`` 0–10, or ``None`` when skipped.
+        contact_requested: the "please contact me" box.
+        comment: the free-text answer.
+        answers: any other answers, keyed by question (scalars or lists of scalars).
+        submitted_at: when the customer submitted it (aware); ``None`` means "now"
+            on ingest.
+    """
+
+    id: str = field(validator=attrs_validator(check_id))
+    customer_id: str = field(validator=attrs_validator(check_id))
+    score: int | None = field(default=None, validator=attrs_validator(check_score))
+    contact_requested: bool = field(default=False, validator=attrs_validator(_bool))
+    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    answers: Mapping[str, Any] = field(factory=dict, converter=_frozen_answers)
+    submitted_at: datetime | None = field(
+        default=None, validator=attrs_validator(optional_aware_datetime)
+    )
+
+
+@frozen
+class Case:
+    """A piece of follow-up work for one customer.
+
+    ``version`` starts at 1 and grows by exactly one with every change; it is
+    also the number of events in the case's history. ``closed_at`` is set while
+    the case is Closed and cleared when it is reopened.
+    """
+
+    id: str = field(validator=attrs_validator(check_id))
+    customer_id: str = field(validator=attrs_validator(check_id))
+    status: Status = field(converter=_status)
+    opened_at: datetime = field(validator=attrs_validator(aware_datetime))
+    updated_at: datetime = field(validator=attrs_validator(aware_datetime))
+    opened_by: str = field(validator=attrs_validator(check_id))
+    version: int = field()
+    assignee: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    reasons: tuple[str, ...] = field(default=(), converter=_to_tuple, validator=_ids("reasons"))
+    response_ids: tuple[str, ...] = field(
+        default=(), converter=_to_tuple, validator=_ids("response_ids")
+    )
+    priority: Priority = field(default=Priority.NORMAL, converter=_priority)
+    due_at: datetime | None = field(
+        default=None, validator=attrs_validator(optional_aware_datetime)
+    )
+    closed_at: datetime | None = field(
+        default=None, validator=attrs_validator(optional_aware_datetime)
+    )
+
+    @version.validator
+    def _check_version(self, attribute: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput("version", value, "must be an integer of at least 1")
+
+    def __attrs_post_init__(self) -> None:
+        if (self.status is Status.CLOSED) != (self.closed_at is not None):
+            raise InvalidInput(
+                "closed_at", self.closed_at, f"must be set exactly when the status is Closed "
+                f"(status is {self.status.display_name})"
+            )
+
+
+@frozen(kw_only=True)
+class _EventBase:
+    case_id: str = field(validator=attrs_validator(check_id))
+    actor: str = field(validator=attrs_validator(check_id))
+    at: datetime = field(validator=attrs_validator(aware_datetime))
+    #: Position in the case's history; equals the case version the event produced.
+    seq: int = field()
+    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    #: How the change was made when not through the app: ``"one-touch"``, ``"trigger"``.
+    via: str | None = field(default=None)
+
+
+@frozen(kw_only=True)
+class Opened(_EventBase):
+    """The case was opened, by hand (actor = agent) or by a trigger (actor = trigger name)."""
+
+    kind: Literal["opened"] = "opened"
+    status: Status = field(default=Status.OPEN, converter=_status)
+
+
+@frozen(kw_only=True)
+class Assigned(_EventBase):
+    """``actor`` assigned the case to ``assignee`` (``previous`` held it before)."""
+
+    kind: Literal["assigned"] = "assigned"
+    assignee: str = field(validator=attrs_validator(check_id))
+    previous: str | None = field(default=None)
+
+    @property
+    def assigner(self) -> str:
+        """Who assigned the case (the event's actor)."""
+        return self.actor
+
+
+@frozen(kw_only=True)
+class StatusChanged(_EventBase):
+    """The status moved from ``from_status`` to ``to_status``."""
+
+    kind: Literal["status_changed"] = "status_changed"
+    from_status: Status = field(converter=_status)
+    to_status: Status = field(converter=_status)
+
+
+@frozen(kw_only=True)
+class Commented(_EventBase):
+    """An agent's comment on the case. It never emails the customer."""
+
+    kind: Literal["commented"] = "commented"
+
+
+@frozen(kw_only=True)
+class ResponseAttached(_EventBase):
+    """A further survey response from the customer was attached to this open case."""
+
+    kind: Literal["response_attached"] = "response_attached"
+    response_id: str = field(validator=attrs_validator(check_id))
+    reasons: tuple[str, ...] = field(default=(), converter=tuple)
+
+
+@frozen(kw_only=True)
+class Escalated(_EventBase):
+    """The case was escalated (overdue or untouched); ``notified`` got the notice."""
+
+    kind: Literal["escalated"] = "escalated"
+    notified: str | None = field(default=None)
+    why: str = field(default="overdue")
+
+
+Event: TypeAlias = Opened | Assigned | StatusChanged | Commented | ResponseAttached | Escalated
+
+#: Event class by its ``kind``.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__attrs_attrs__.kind.default: cls  # type: ignore[attr-defined]
+    for cls in (Opened, Assigned, StatusChanged, Commented, ResponseAttached, Escalated)
+}
+
+
+@frozen(kw_only=True)
+class Notice:
+    """A message waiting in the outbox, written in the same transaction as its change.
+
+    ``to`` is a user id; the notifier maps it to an address. ``subject`` never
+    contains a line break (that would let a case field inject mail headers).
+    """
+
+    id: str = field(validator=attrs_validator(check_id))
+    case_id: str = field(validator=attrs_validator(check_id))
+    kind: str = field(validator=attrs_validator(check_id))
+    to: str = field(validator=attrs_validator(check_id))
+    subject: str = field()
+    text: str = field()
+    html: str = field()
+    created_at: datetime = field(validator=attrs_validator(aware_datetime))
+    #: No deliverer claims the notice before this time (its current claim or back-off).
+    next_attempt_at: datetime = field(validator=attrs_validator(aware_datetime))
+    attempts: int = 0
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+    @subject.validator
+    def _check_subject(self, attribute: Any, value: Any) -> None:
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise InvalidInput("subject", value, "must be a single line of text")

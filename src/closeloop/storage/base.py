@@ -1,0 +1,128 @@
+"""The storage port: what closeloop needs from a database.
+
+A store keeps cases, their history events and the outbox of notices. The
+facade never writes a case without its events: everything one call changes
+travels to the store as one :class:`Change` and is committed atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from attrs import field, frozen
+
+from closeloop.model import Case, Event, Notice, Status
+
+__all__ = ["Change", "Store"]
+
+
+@frozen(kw_only=True)
+class Change:
+    """Everything one facade call writes, committed by :meth:`Store.commit` as one unit.
+
+    Attributes:
+        case: the case as it is after the change (its ``version`` already raised).
+        expected_version: the version the change was computed from; ``None`` when
+            ``case`` is new.
+        events: the events the change adds, ``seq`` numbered consecutively from
+            ``expected_version + 1`` (or 1) up to ``case.version``.
+        notices: outbox entries to write with the change.
+    """
+
+    case: Case
+    expected_version: int | None
+    events: tuple[Event, ...] = field(converter=tuple)
+    notices: tuple[Notice, ...] = field(default=(), converter=tuple)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Protocol: where cases, their history and the outbox live.
+
+    Semantics every implementation keeps (the contract suite in
+    :mod:`closeloop.testing` checks each of them):
+
+    - :meth:`commit` is atomic: the case row, its events and its notices are all
+      written, or none is.
+    - Optimistic concurrency: a change whose ``expected_version`` is not the stored
+      version raises :class:`~closeloop.errors.ConcurrentUpdate` and writes nothing;
+      so does a new case (``expected_version=None``) whose id already exists.
+      A change to a case that does not exist raises
+      :class:`~closeloop.errors.CaseNotFound`.
+    - Reads return what was committed, never a half-written change.
+    - Times come back timezone-aware (UTC) and equal to what was stored, to the
+      microsecond.
+    - Driver exceptions never escape: they are raised as
+      :class:`~closeloop.errors.StoreError` (or a more precise closeloop error)
+      with the driver's exception chained.
+    - A store may be shared by several threads; SQL stores may also be shared by
+      several processes.
+    """
+
+    def commit(self, change: Change) -> None:
+        """Write ``change`` atomically (see the class docstring for the rules)."""
+        ...
+
+    def get(self, case_id: str) -> Case:
+        """Return the case, or raise :class:`~closeloop.errors.CaseNotFound`."""
+        ...
+
+    def find(
+        self,
+        *,
+        assignee: str | None = None,
+        status: Status | None = None,
+        customer_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Case]:
+        """Cases matching every filter given, oldest ``opened_at`` first (then by id)."""
+        ...
+
+    def history(self, case_id: str) -> list[Event]:
+        """The case's events in order (``seq`` 1, 2, …); CaseNotFound for an unknown id."""
+        ...
+
+    def claim_notices(
+        self, *, now: datetime, lease: timedelta, limit: int = 100
+    ) -> list[Notice]:
+        """Claim up to ``limit`` unsent notices that are due (``next_attempt_at <= now``).
+
+        Claiming moves ``next_attempt_at`` to ``now + lease`` in the same atomic step,
+        so two processes calling this at once never get the same notice. Oldest first.
+        """
+        ...
+
+    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
+        """Record that the notice was delivered; it is never claimed again."""
+        ...
+
+    def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
+        """Record a failed delivery: one more attempt, the error, and when to retry."""
+        ...
+
+    def pending_notices(self) -> list[Notice]:
+        """Every notice not yet delivered, oldest first (for inspection and tests)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. The store is not used afterwards."""
+        ...
+
+
+def check_change(change: Change) -> None:
+    """Raise ``ValueError`` if a change breaks the numbering rules (a programming error)."""
+    first = 1 if change.expected_version is None else change.expected_version + 1
+    seqs = [event.seq for event in change.events]
+    if seqs != list(range(first, change.case.version + 1)):
+        raise ValueError(
+            f"events of a change must be numbered {first}..{change.case.version}, got {seqs}"
+        )
+    for event in change.events:
+        if event.case_id != change.case.id:
+            raise ValueError(f"event for case {event.case_id!r} in a change to {change.case.id!r}")
+    for notice in change.notices:
+        if notice.case_id != change.case.id:
+            raise ValueError(f"notice for case {notice.case_id!r} in a change to {change.case.id!r}")
+
