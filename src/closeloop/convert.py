@@ -76,14 +76,14 @@ converter.register_structure_hook(Priority, lambda value, _: Priority.parse(valu
 def _structure_event(value: Any, _: Any) -> Event:
     if not isinstance(value, Mapping):
         raise InvalidInput("event", value, "must be a mapping")
-    kind = value.get("kind")
+    kind: Any = value.get("kind")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidInput("kind", kind, f"unknown event kind; expected one of {sorted(EVENT_TYPES)}")
     return converter.structure(value, cls)
 
 
-converter.register_structure_hook(Event, _structure_event)  # type: ignore[arg-type]
+converter.register_structure_hook_func(lambda cls: cls == Event, _structure_event)
 
 
 def _keep_messages(exc: BaseException, type_: type | None) -> str:
@@ -106,7 +106,7 @@ def structure(data: Any, cls: type[T], what: str | None = None) -> T:
     except InvalidInput:
         raise
     except Exception as exc:  # cattrs wraps validator errors in exception groups
-        label = what or getattr(cls, "__name__", str(cls))
+        label = what if what is not None else str(getattr(cls, "__name__", cls))
         problems = "; ".join(transform_error(exc, "$", _keep_messages))
         raise InvalidInput(label, data, problems) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attrs import evolve, frozen
@@ -35,7 +35,7 @@ from closeloop.validate import (
 )
 from closeloop.workflow import CommentPolicy, check_transition
 
-__all__ = ["CloseLoop", "Clock", "DeliveryReport"]
+__all__ = ["Clock", "CloseLoop", "DeliveryReport"]
 
 log = logging.getLogger("closeloop")
 
@@ -45,7 +45,7 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     """The default clock: the current time in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -292,7 +292,7 @@ class CloseLoop:
         try:
             self.notifier.send(Message.from_notice(notice))
         except Exception as exc:  # any notifier failure leaves the notice pending
-            log.warning("could not deliver notice %s for case %s: %r", notice.id,
+            log.warning("could not deliver notice %r for case %r: %r", notice.id,
                         notice.case_id, exc)
             self._safely(self.store.notice_failed, notice.id, error=repr(exc)[:1000],
                          retry_at=self.now())
@@ -307,7 +307,7 @@ class CloseLoop:
         try:
             record(notice_id, **kwargs)
         except Exception:
-            log.exception("could not record delivery state of notice %s", notice_id)
+            log.exception("could not record delivery state of notice %r", notice_id)
 
     def _notice(
         self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime

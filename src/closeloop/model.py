@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """The three standard case statuses. Values are stored; display names are shown."""
 
     OPEN = "open"
@@ -67,11 +67,8 @@ class Status(str, enum.Enum):
         names = ", ".join(repr(s.value) for s in cls)
         raise InvalidInput(field, value, f"unknown status; expected one of {names}")
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Priority(str, enum.Enum):
+class Priority(enum.StrEnum):
     """How urgent a case is; triggers set it, reports and lists can sort by it."""
 
     LOW = "low"
@@ -91,9 +88,6 @@ class Priority(str, enum.Enum):
                 pass
         names = ", ".join(repr(p.value) for p in cls)
         raise InvalidInput(field, value, f"unknown priority; expected one of {names}")
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _status(value: Any) -> Status:
@@ -122,7 +116,7 @@ def _ids(field_name: str) -> Any:
     return validate
 
 
-def _to_tuple(value: Any) -> tuple[Any, ...]:
+def _to_tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise InvalidInput("reasons", value, "must be a list of strings")
     return tuple(value)
@@ -252,7 +246,7 @@ class ResponseAttached(_EventBase):
 
     kind: Literal["response_attached"] = "response_attached"
     response_id: str = field(validator=attrs_validator(check_id))
-    reasons: tuple[str, ...] = field(default=(), converter=tuple)
+    reasons: tuple[str, ...] = field(default=(), converter=_to_tuple)
 
 
 @frozen(kw_only=True)
@@ -268,8 +262,12 @@ Event: TypeAlias = Opened | Assigned | StatusChanged | Commented | ResponseAttac
 
 #: Event class by its ``kind``.
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__attrs_attrs__.kind.default: cls  # type: ignore[attr-defined]
-    for cls in (Opened, Assigned, StatusChanged, Commented, ResponseAttached, Escalated)
+    "opened": Opened,
+    "assigned": Assigned,
+    "status_changed": StatusChanged,
+    "commented": Commented,
+    "response_attached": ResponseAttached,
+    "escalated": Escalated,
 }
 
 

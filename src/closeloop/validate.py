@@ -36,15 +36,26 @@ MAX_ANSWERS = 500
 #: Longest answer value (as text) accepted, in characters.
 MAX_ANSWER_LENGTH = 10_000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line/paragraph separators: none belongs in an
+# id, and each could break a mail header or a log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 T = TypeVar("T")
+
+
+def _check_encodable(field: str, value: str) -> None:
+    # Lone surrogates are valid in a Python str but cannot be stored or emailed.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(field, value, "must be valid Unicode (no lone surrogates)") from None
 
 
 def check_id(field: str, value: Any) -> str:
     """Return ``value`` if it is a usable id: a non-blank string without control characters."""
     if not isinstance(value, str):
         raise InvalidInput(field, value, "must be a string")
+    _check_encodable(field, value)
     if not value.strip():
         raise InvalidInput(field, value, "must not be empty")
     if len(value) > MAX_ID_LENGTH:
@@ -69,6 +80,7 @@ def check_comment(field: str, value: Any) -> str | None:
         raise InvalidInput(field, value, f"must be at most {MAX_COMMENT_LENGTH} characters")
     if "\x00" in value:
         raise InvalidInput(field, value, "must not contain NUL characters")
+    _check_encodable(field, value)
     return value
 
 
@@ -127,6 +139,7 @@ def _check_answer(field: str, value: Any) -> None:
             raise InvalidInput(field, value, f"must be at most {MAX_ANSWER_LENGTH} characters")
         if "\x00" in value:
             raise InvalidInput(field, value, "must not contain NUL characters")
+        _check_encodable(field, value)
         return
     if isinstance(value, list | tuple):
         if len(value) > MAX_ANSWERS:

@@ -80,6 +80,12 @@ def event_for(from_status: Status, to_status: Status) -> str | None:
     return TRANSITIONS.get((from_status, to_status))
 
 
+def _names(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):  # a bare "close" would otherwise become {"c", "l", …}
+        return frozenset({value})
+    return frozenset(value)
+
+
 @frozen
 class CommentPolicy:
     """Which workflow events need a comment.
@@ -94,7 +100,7 @@ class CommentPolicy:
     """
 
     required_for: frozenset[str] = field(
-        default=frozenset({"close", "reopen"}), converter=frozenset
+        default=frozenset({"close", "reopen"}), converter=_names
     )
 
     def __attrs_post_init__(self) -> None:

@@ -15,7 +15,9 @@ class LogNotifier:
     Useful while wiring closeloop into an app, before a mailer is chosen.
     """
 
-    def __init__(self, logger: logging.Logger | str = "closeloop.notify", *, level: int = logging.INFO) -> None:
+    def __init__(
+        self, logger: logging.Logger | str = "closeloop.notify", *, level: int = logging.INFO
+    ) -> None:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
 

@@ -7,7 +7,7 @@ travels to the store as one :class:`Change` and is committed atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +16,14 @@ from attrs import field, frozen
 from closeloop.model import Case, Event, Notice, Status
 
 __all__ = ["Change", "Store"]
+
+
+def _events(value: Iterable[Event]) -> tuple[Event, ...]:
+    return tuple(value)
+
+
+def _notices(value: Iterable[Notice]) -> tuple[Notice, ...]:
+    return tuple(value)
 
 
 @frozen(kw_only=True)
@@ -33,8 +41,8 @@ class Change:
 
     case: Case
     expected_version: int | None
-    events: tuple[Event, ...] = field(converter=tuple)
-    notices: tuple[Notice, ...] = field(default=(), converter=tuple)
+    events: tuple[Event, ...] = field(converter=_events)
+    notices: tuple[Notice, ...] = field(default=(), converter=_notices)
 
 
 @runtime_checkable
@@ -77,7 +85,7 @@ class Store(Protocol):
         customer_id: str | None = None,
         limit: int | None = None,
     ) -> list[Case]:
-        """Cases matching every filter given, oldest ``opened_at`` first (then by id)."""
+        """Cases matching every filter given, oldest ``opened_at`` first, ties in creation order."""
         ...
 
     def history(self, case_id: str) -> list[Event]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from attrs import evolve
 
-from closeloop.errors import CaseNotFound, ConcurrentUpdate
+from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError
 from closeloop.model import Case, Event, Notice, Status
 from closeloop.storage.base import Change, check_change
 
@@ -46,7 +46,7 @@ class MemoryStore:
                 raise ConcurrentUpdate(case.id, change.expected_version, current.version)
             for notice in change.notices:
                 if notice.id in self._notices:
-                    raise ValueError(f"notice id {notice.id!r} already exists")
+                    raise StoreError(f"notice id {notice.id!r} already exists")
             self._cases[case.id] = case
             self._events.setdefault(case.id, []).extend(change.events)
             for notice in change.notices:
@@ -75,7 +75,7 @@ class MemoryStore:
             and (status is None or case.status is status)
             and (customer_id is None or case.customer_id == customer_id)
         ]
-        found.sort(key=lambda case: (case.opened_at, case.id))
+        found.sort(key=lambda case: case.opened_at)  # stable: ties keep creation order
         return found if limit is None else found[:limit]
 
     def history(self, case_id: str) -> list[Event]:

@@ -23,18 +23,24 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from closeloop.convert import structure_event, unstructure
-from closeloop.errors import CaseNotFound, CloseLoopError, ConcurrentUpdate, InvalidInput, StoreError
+from closeloop.errors import (
+    CaseNotFound,
+    CloseLoopError,
+    ConcurrentUpdate,
+    InvalidInput,
+    StoreError,
+)
 from closeloop.model import Case, Event, Notice, Status
 from closeloop.storage.base import Change, check_change
 
 __all__ = ["SQLiteStore"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
 #: Schema migrations; entry ``n`` takes ``user_version`` from ``n`` to ``n + 1``.
@@ -55,9 +61,9 @@ MIGRATIONS: Sequence[str] = (
         opened_by TEXT NOT NULL,
         version INTEGER NOT NULL CHECK (version >= 1)
     );
-    CREATE INDEX cases_by_assignee ON cases (assignee, opened_at, id);
-    CREATE INDEX cases_by_customer ON cases (customer_id, opened_at, id);
-    CREATE INDEX cases_by_status ON cases (status, opened_at, id);
+    CREATE INDEX cases_by_assignee ON cases (assignee, opened_at);
+    CREATE INDEX cases_by_customer ON cases (customer_id, opened_at);
+    CREATE INDEX cases_by_status ON cases (status, opened_at);
     CREATE TABLE events (
         case_id TEXT NOT NULL REFERENCES cases (id),
         seq INTEGER NOT NULL,
@@ -153,9 +159,14 @@ class SQLiteStore:
         self.timeout = float(timeout)
         self.synchronous = synchronous
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # (process id, owning thread, connection) for every connection opened.
+        self._all: list[tuple[int, threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # the caller never gets the store, so cannot close it
+            raise
 
     # -- connections ----------------------------------------------------------------
 
@@ -167,14 +178,28 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                conn.close()
+                raise
         self._local.conn = conn
-        self._local.pid = os.getpid()
+        self._local.pid = pid = os.getpid()
         with self._all_lock:
-            self._all.append(conn)
+            # A finished thread's connection is never used again: close it, so a
+            # thread-per-request server does not pile up open files. Connections
+            # inherited from a parent process are left alone (closing one in a
+            # forked child is unsafe).
+            kept = []
+            for owner_pid, owner, old in self._all:
+                if owner_pid == pid and not owner.is_alive():
+                    old.close()
+                else:
+                    kept.append((owner_pid, owner, old))
+            kept.append((pid, threading.current_thread(), conn))
+            self._all = kept
         return conn
 
     @contextmanager
@@ -184,10 +209,13 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Some errors (disk full, I/O, RAISE(ROLLBACK)) have already rolled the
+                # transaction back; a failed COMMIT has not. Never mask the real error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -207,6 +235,10 @@ class SQLiteStore:
                 for statement in _statements(MIGRATIONS[number]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
+        # Only now that the file is known to be ours: WAL is a persistent property of
+        # the file, so setting it on a database closeloop did not create would change it.
+        with _translated("opening the database"):
+            conn.execute("PRAGMA journal_mode = WAL")
 
     @property
     def schema_version(self) -> int:
@@ -218,7 +250,7 @@ class SQLiteStore:
         """Close every connection this store opened, in any thread."""
         with self._all_lock:
             connections, self._all = self._all, []
-        for conn in connections:
+        for _, _, conn in connections:
             conn.close()
         self._local = threading.local()
 
@@ -302,7 +334,7 @@ class SQLiteStore:
             rows = (
                 self._connection()
                 .execute(
-                    f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY opened_at, id LIMIT ?",
+                    f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY opened_at, rowid LIMIT ?",
                     params,
                 )
                 .fetchall()
@@ -342,7 +374,7 @@ class SQLiteStore:
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
                 [(until, row[0]) for row in rows],
             )
-        return [_notice_from_row(row[:8] + (until,) + row[9:]) for row in rows]
+        return [_notice_from_row((*row[:8], until, *row[9:])) for row in rows]
 
     def notice_sent(self, notice_id: str, *, at: datetime) -> None:
         with self._write() as conn:
