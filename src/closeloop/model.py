@@ -36,6 +36,7 @@ __all__ = [
     "Opened",
     "Priority",
     "ResponseAttached",
+    "ResponseRecord",
     "Status",
     "StatusChanged",
     "SurveyResponse",
@@ -269,6 +270,25 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "response_attached": ResponseAttached,
     "escalated": Escalated,
 }
+
+
+@frozen(kw_only=True)
+class ResponseRecord:
+    """What closeloop remembers of an ingested survey response.
+
+    Every ingested response is recorded, matched or not, so ingesting the same id
+    again is recognised. ``outcome`` is ``"opened"`` (it opened ``case_id``),
+    ``"attached"`` (it was attached to ``case_id``) or ``"ignored"`` (no trigger
+    matched; ``case_id`` is ``None``).
+    """
+
+    response_id: str = field(validator=attrs_validator(check_id))
+    customer_id: str = field(validator=attrs_validator(check_id))
+    outcome: Literal["opened", "attached", "ignored"]
+    received_at: datetime = field(validator=attrs_validator(aware_datetime))
+    submitted_at: datetime = field(validator=attrs_validator(aware_datetime))
+    score: int | None = field(default=None, validator=attrs_validator(check_score))
+    case_id: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
 
 @frozen(kw_only=True)

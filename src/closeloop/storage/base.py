@@ -7,13 +7,13 @@ travels to the store as one :class:`Change` and is committed atomically.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
 
-from closeloop.model import Case, Event, Notice, Status
+from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 
 __all__ = ["Change", "Store"]
 
@@ -23,6 +23,10 @@ def _events(value: Iterable[Event]) -> tuple[Event, ...]:
 
 
 def _notices(value: Iterable[Notice]) -> tuple[Notice, ...]:
+    return tuple(value)
+
+
+def _responses(value: Iterable[ResponseRecord]) -> tuple[ResponseRecord, ...]:
     return tuple(value)
 
 
@@ -37,12 +41,20 @@ class Change:
         events: the events the change adds, ``seq`` numbered consecutively from
             ``expected_version + 1`` (or 1) up to ``case.version``.
         notices: outbox entries to write with the change.
+        responses: survey responses this change records as seen; a response id
+            that is already recorded makes the whole change fail with
+            ConcurrentUpdate (someone else ingested it first).
+        sole_active_case: for a new case: fail with ConcurrentUpdate if the
+            customer already has a case that is not Closed (de-duplication that
+            holds across processes).
     """
 
     case: Case
     expected_version: int | None
     events: tuple[Event, ...] = field(converter=_events)
     notices: tuple[Notice, ...] = field(default=(), converter=_notices)
+    responses: tuple[ResponseRecord, ...] = field(default=(), converter=_responses)
+    sole_active_case: bool = False
 
 
 @runtime_checkable
@@ -71,6 +83,27 @@ class Store(Protocol):
 
     def commit(self, change: Change) -> None:
         """Write ``change`` atomically (see the class docstring for the rules)."""
+        ...
+
+    def commit_many(self, changes: Sequence[Change]) -> None:
+        """Write several changes in one transaction: all of them, or (on any error) none."""
+        ...
+
+    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
+        """Record responses that opened nothing; ids already recorded are left as they are."""
+        ...
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
+        ...
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        """Atomically take the next position (0 .. size-1) of the named rotation.
+
+        Round-robin routing keeps its place here, so it survives restarts and is
+        fair across processes: each call returns the position after the previous
+        call's, modulo ``size``.
+        """
         ...
 
     def get(self, case_id: str) -> Case:
@@ -133,4 +166,6 @@ def check_change(change: Change) -> None:
     for notice in change.notices:
         if notice.case_id != change.case.id:
             raise ValueError(f"notice for case {notice.case_id!r} in a change to {change.case.id!r}")
+    if change.sole_active_case and change.expected_version is not None:
+        raise ValueError("sole_active_case applies only to a new case")
 

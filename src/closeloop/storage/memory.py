@@ -7,12 +7,13 @@ so tests written against it hold against them too.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from attrs import evolve
 
 from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError
-from closeloop.model import Case, Event, Notice, Status
+from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.storage.base import Change, check_change
 
 __all__ = ["MemoryStore"]
@@ -31,26 +32,84 @@ class MemoryStore:
         self._cases: dict[str, Case] = {}
         self._events: dict[str, list[Event]] = {}
         self._notices: dict[str, Notice] = {}
+        self._responses: dict[str, ResponseRecord] = {}
+        self._by_customer: dict[str, list[str]] = {}
+        self._rotations: dict[str, int] = {}
 
     def commit(self, change: Change) -> None:
-        check_change(change)
-        case = change.case
+        self.commit_many([change])
+
+    def commit_many(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            check_change(change)
         with self._lock:
-            current = self._cases.get(case.id)
-            if change.expected_version is None:
-                if current is not None:
-                    raise ConcurrentUpdate(case.id, None, current.version)
-            elif current is None:
-                raise CaseNotFound(case.id)
-            elif current.version != change.expected_version:
-                raise ConcurrentUpdate(case.id, change.expected_version, current.version)
-            for notice in change.notices:
-                if notice.id in self._notices:
-                    raise StoreError(f"notice id {notice.id!r} already exists")
-            self._cases[case.id] = case
-            self._events.setdefault(case.id, []).extend(change.events)
-            for notice in change.notices:
-                self._notices[notice.id] = notice
+            # Check every change against the state as the earlier changes of the
+            # batch leave it (kept in `pending`), then apply all: all or nothing.
+            pending: dict[str, Case] = {}
+            new_ids: set[str] = set()
+            for change in changes:
+                self._check(change, pending, new_ids)
+                pending[change.case.id] = change.case
+                if change.expected_version is None:
+                    new_ids.add(change.case.id)
+            for change in changes:
+                case = change.case
+                if change.expected_version is None:
+                    self._by_customer.setdefault(case.customer_id, []).append(case.id)
+                self._cases[case.id] = case
+                self._events.setdefault(case.id, []).extend(change.events)
+                self._notices.update((notice.id, notice) for notice in change.notices)
+                self._responses.update((r.response_id, r) for r in change.responses)
+
+    def _check(self, change: Change, pending: dict[str, Case], new_ids: set[str]) -> None:
+        case = change.case
+        current = pending.get(case.id) or self._cases.get(case.id)
+        if change.expected_version is None:
+            if current is not None:
+                raise ConcurrentUpdate(case.id, None, current.version)
+            if change.sole_active_case:
+                for other in self._customer_cases(case.customer_id, pending):
+                    if other.status is not Status.CLOSED:
+                        raise ConcurrentUpdate(other.id, None, other.version)
+        elif current is None:
+            raise CaseNotFound(case.id)
+        elif current.version != change.expected_version:
+            raise ConcurrentUpdate(case.id, change.expected_version, current.version)
+        for notice in change.notices:
+            if notice.id in self._notices or notice.id in new_ids:
+                raise StoreError(f"notice id {notice.id!r} already exists")
+            new_ids.add(notice.id)
+        for record in change.responses:
+            if record.response_id in self._responses or record.response_id in new_ids:
+                raise ConcurrentUpdate(case.id, change.expected_version, None)
+            new_ids.add(record.response_id)
+
+    def _customer_cases(self, customer_id: str, pending: dict[str, Case]) -> list[Case]:
+        stored = [
+            pending.get(case_id) or self._cases[case_id]
+            for case_id in self._by_customer.get(customer_id, ())
+        ]
+        if len(pending) < 2:  # the usual single change: nothing else is pending
+            return stored
+        return stored + [
+            case for case in pending.values()
+            if case.customer_id == customer_id and case.id not in self._cases
+        ]
+
+    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
+        with self._lock:
+            for record in records:
+                self._responses.setdefault(record.response_id, record)
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        with self._lock:
+            return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        with self._lock:
+            position = self._rotations.get(key, 0)
+            self._rotations[key] = position + 1
+            return position % size
 
     def get(self, case_id: str) -> Case:
         try:
@@ -67,7 +126,10 @@ class MemoryStore:
         limit: int | None = None,
     ) -> list[Case]:
         with self._lock:
-            cases = list(self._cases.values())
+            if customer_id is not None:
+                cases = [self._cases[i] for i in self._by_customer.get(customer_id, ())]
+            else:
+                cases = list(self._cases.values())
         found = [
             case
             for case in cases

@@ -35,7 +35,7 @@ from closeloop.errors import (
     InvalidInput,
     StoreError,
 )
-from closeloop.model import Case, Event, Notice, Status
+from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.storage.base import Change, check_change
 
 __all__ = ["SQLiteStore"]
@@ -90,6 +90,22 @@ MIGRATIONS: Sequence[str] = (
         sent_at INTEGER
     );
     CREATE INDEX outbox_pending ON outbox (next_attempt_at, created_at) WHERE sent_at IS NULL;
+    """,
+    """
+    CREATE TABLE responses (
+        response_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('opened', 'attached', 'ignored')),
+        case_id TEXT REFERENCES cases (id),
+        score INTEGER,
+        submitted_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX responses_by_customer ON responses (customer_id, submitted_at);
+    CREATE TABLE rotations (
+        key TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    );
     """,
 )
 
@@ -258,39 +274,93 @@ class SQLiteStore:
 
     def commit(self, change: Change) -> None:
         check_change(change)
-        case = change.case
         with self._write() as conn:
-            if change.expected_version is None:
-                try:
-                    conn.execute(
-                        f"INSERT INTO cases ({_CASE_COLUMNS}) VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        _case_row(case),
-                    )
-                except sqlite3.IntegrityError:
-                    raise ConcurrentUpdate(case.id, None, self._version(conn, case.id)) from None
-            else:
-                row = _case_row(case)
-                updated = conn.execute(
-                    "UPDATE cases SET customer_id = ?, status = ?, assignee = ?, reasons = ?, "
-                    "response_ids = ?, priority = ?, due_at = ?, opened_at = ?, updated_at = ?, "
-                    "closed_at = ?, opened_by = ?, version = ? WHERE id = ? AND version = ?",
-                    (*row[1:], case.id, change.expected_version),
-                ).rowcount
-                if updated != 1:
-                    actual = self._version(conn, case.id)
-                    if actual is None:
-                        raise CaseNotFound(case.id)
-                    raise ConcurrentUpdate(case.id, change.expected_version, actual)
+            self._apply(conn, change)
+
+    def commit_many(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            check_change(change)
+        with self._write() as conn:
+            for change in changes:
+                self._apply(conn, change)
+
+    def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
+        case = change.case
+        if change.sole_active_case:
+            active = conn.execute(
+                "SELECT id, version FROM cases WHERE customer_id = ? AND status != 'closed' "
+                "LIMIT 1",
+                (case.customer_id,),
+            ).fetchone()
+            if active is not None:
+                raise ConcurrentUpdate(active[0], None, active[1])
+        if change.expected_version is None:
+            try:
+                conn.execute(
+                    f"INSERT INTO cases ({_CASE_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _case_row(case),
+                )
+            except sqlite3.IntegrityError:
+                raise ConcurrentUpdate(case.id, None, self._version(conn, case.id)) from None
+        else:
+            row = _case_row(case)
+            updated = conn.execute(
+                "UPDATE cases SET customer_id = ?, status = ?, assignee = ?, reasons = ?, "
+                "response_ids = ?, priority = ?, due_at = ?, opened_at = ?, updated_at = ?, "
+                "closed_at = ?, opened_by = ?, version = ? WHERE id = ? AND version = ?",
+                (*row[1:], case.id, change.expected_version),
+            ).rowcount
+            if updated != 1:
+                actual = self._version(conn, case.id)
+                if actual is None:
+                    raise CaseNotFound(case.id)
+                raise ConcurrentUpdate(case.id, change.expected_version, actual)
+        conn.executemany(
+            "INSERT INTO events (kind, case_id, actor, at, seq, comment, via, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [_event_row(event) for event in change.events],
+        )
+        conn.executemany(
+            f"INSERT INTO outbox ({_NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_notice_row(notice) for notice in change.notices],
+        )
+        if change.responses:
+            try:
+                conn.executemany(_INSERT_RESPONSE, [_response_row(r) for r in change.responses])
+            except sqlite3.IntegrityError:
+                raise ConcurrentUpdate(case.id, change.expected_version, None) from None
+
+    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
+        with self._write() as conn:
             conn.executemany(
-                "INSERT INTO events (kind, case_id, actor, at, seq, comment, via, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_event_row(event) for event in change.events],
+                _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
+                [_response_row(record) for record in records],
             )
-            conn.executemany(
-                f"INSERT INTO outbox ({_NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_notice_row(notice) for notice in change.notices],
-            )
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        found: dict[str, ResponseRecord] = {}
+        ids = list(response_ids)
+        with _translated("reading"):
+            conn = self._connection()
+            for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE response_id IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update((row[0], _response_from_row(row)) for row in rows)
+        return found
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        with self._write() as conn:
+            (position,) = conn.execute(
+                "INSERT INTO rotations (key, position) VALUES (?, 1) ON CONFLICT (key) "
+                "DO UPDATE SET position = position + 1 RETURNING position",
+                (key,),
+            ).fetchone()
+        return (int(position) - 1) % size
 
     @staticmethod
     def _version(conn: sqlite3.Connection, case_id: str) -> int | None:
@@ -402,6 +472,34 @@ class SQLiteStore:
 
 
 # -- rows -------------------------------------------------------------------------------
+
+
+_RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
+_INSERT_RESPONSE = f"INSERT INTO responses ({_RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _response_row(record: ResponseRecord) -> tuple[Any, ...]:
+    return (
+        record.response_id,
+        record.customer_id,
+        record.outcome,
+        record.case_id,
+        record.score,
+        to_micros(record.submitted_at),
+        to_micros(record.received_at),
+    )
+
+
+def _response_from_row(row: Sequence[Any]) -> ResponseRecord:
+    return ResponseRecord(
+        response_id=row[0],
+        customer_id=row[1],
+        outcome=row[2],
+        case_id=row[3],
+        score=row[4],
+        submitted_at=from_micros(row[5]),
+        received_at=from_micros(row[6]),
+    )
 
 
 def _statements(script: str) -> list[str]:

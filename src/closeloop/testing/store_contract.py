@@ -21,6 +21,7 @@ from closeloop.model import (
     Opened,
     Priority,
     ResponseAttached,
+    ResponseRecord,
     Status,
     StatusChanged,
 )
@@ -67,6 +68,21 @@ def opened_change(case: Case, *notices: Notice) -> Change:
     """The change that creates ``case`` with its "opened" event."""
     event = Opened(case_id=case.id, actor=case.opened_by, at=case.opened_at, seq=1)
     return Change(case=case, expected_version=None, events=(event,), notices=notices)
+
+
+def make_record(response_id: str, case_id: str | None = None, **changes: Any) -> ResponseRecord:
+    """A response record; "opened" when it names a case, else "ignored"."""
+    fields: dict[str, Any] = {
+        "response_id": response_id,
+        "customer_id": "cust-1",
+        "outcome": "opened" if case_id else "ignored",
+        "received_at": T0,
+        "submitted_at": T0,
+        "score": 3,
+        "case_id": case_id,
+    }
+    fields.update(changes)
+    return ResponseRecord(**fields)
 
 
 def _next(case: Case, at: datetime, **changes: Any) -> Case:
@@ -282,3 +298,82 @@ class StoreContract:
         cases = store.find()
         assert len(cases) == 80
         assert all(len(store.history(case.id)) == 1 for case in cases)
+
+    def test_commit_many_is_all_or_nothing(self, store: Store) -> None:
+        """A batch with one failing change writes none of its changes."""
+        store.commit(opened_change(make_case("old")))
+        good = opened_change(make_case("new"))
+        stale = Change(
+            case=make_case("old", version=6, assignee="x"), expected_version=5,
+            events=(Assigned(case_id="old", actor="a", at=T0, seq=6, assignee="x"),),
+        )
+        with pytest.raises(ConcurrentUpdate):
+            store.commit_many([good, stale])
+        assert [case.id for case in store.find()] == ["old"]
+        store.commit_many([good])
+        assert [case.id for case in store.find()] == ["old", "new"]
+
+    def test_batch_sees_its_own_earlier_changes(self, store: Store) -> None:
+        """A later change in a batch may build on a case an earlier change created."""
+        case = make_case("c")
+        second = Change(
+            case=_next(case, T0, assignee="x"), expected_version=1,
+            events=(Assigned(case_id="c", actor="a", at=T0, seq=2, assignee="x"),),
+        )
+        store.commit_many([opened_change(case), second])
+        assert store.get("c").version == 2
+
+    def test_responses_are_recorded_with_their_change(self, store: Store) -> None:
+        """A response recorded by a change reads back; recording it again fails the change."""
+        record = make_record("r-1", "c")
+        store.commit(evolve(opened_change(make_case("c")), responses=(record,)))
+        assert store.responses(["r-1", "r-unknown"]) == {"r-1": record}
+        with pytest.raises(ConcurrentUpdate):
+            store.commit(evolve(opened_change(make_case("d")), responses=(make_record("r-1", "d"),)))
+        assert [case.id for case in store.find()] == ["c"]
+
+    def test_record_responses_keeps_the_first(self, store: Store) -> None:
+        """Recording responses that opened nothing is idempotent: the first record stays."""
+        first = make_record("r-1", score=2)
+        store.record_responses([first, make_record("r-2")])
+        store.record_responses([make_record("r-1", score=9)])
+        assert store.responses(["r-1"]) == {"r-1": first}
+        assert set(store.responses(["r-1", "r-2"])) == {"r-1", "r-2"}
+
+    def test_sole_active_case_guards_against_a_second_active_case(self, store: Store) -> None:
+        """A new case marked sole_active_case fails while the customer has a case not Closed."""
+        store.commit(opened_change(make_case("first")))
+        second = evolve(opened_change(make_case("second")), sole_active_case=True)
+        with pytest.raises(ConcurrentUpdate):
+            store.commit(second)
+        closed = _next(make_case("first"), T0, status=Status.CLOSED, closed_at=T0)
+        store.commit(Change(case=closed, expected_version=1, events=(
+            StatusChanged(case_id="first", actor="a", at=T0, seq=2,
+                          from_status=Status.OPEN, to_status=Status.CLOSED),)))
+        store.commit(second)
+        other = evolve(opened_change(make_case("third", customer_id="cust-2")), sole_active_case=True)
+        store.commit(other)
+        assert len(store.find()) == 3
+
+    def test_rotation_counts_round_per_key(self, store: Store) -> None:
+        """next_in_rotation cycles 0..size-1 and each key keeps its own place."""
+        assert [store.next_in_rotation("a", 3) for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+        assert [store.next_in_rotation("b", 2) for _ in range(3)] == [0, 1, 0]
+
+    def test_rotation_is_fair_across_threads(self, store: Store) -> None:
+        """Threads taking turns at once get every position equally often."""
+        taken: list[int] = []
+        lock = threading.Lock()
+
+        def take() -> None:
+            for _ in range(30):
+                position = store.next_in_rotation("team", 4)
+                with lock:
+                    taken.append(position)
+
+        threads = [threading.Thread(target=take) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(taken.count(p) for p in range(4)) == [30, 30, 30, 30]
