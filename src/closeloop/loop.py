@@ -245,6 +245,25 @@ class CloseLoop:
         check_id("by", by)
         check_comment("comment", comment)
         case = self._read(case_id, expected_version)
+        return self.apply_status(case, target, by=by, comment=comment, via=via)
+
+    def apply_status(
+        self,
+        case: Case,
+        target: Status,
+        *,
+        by: str,
+        comment: str | None,
+        via: str | None = None,
+        consume_link: str | None = None,
+    ) -> Case:
+        """Move ``case`` (as read) to ``target``: the workflow step under set_status.
+
+        For integrations such as one-touch: the change is based on ``case.version``
+        (a concurrent change raises ConcurrentUpdate), and ``consume_link`` marks a
+        one-touch link used in the same transaction (TokenUsed if it already was).
+        Arguments are assumed validated.
+        """
         check_transition(case.id, case.status, target, comment, self.comment_policy)
         now = self.now()
         updated = evolve(
@@ -258,7 +277,8 @@ class CloseLoop:
             case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
             from_status=case.status, to_status=target, via=via,
         )
-        self._commit(Change(case=updated, expected_version=case.version, events=(event,)))
+        self._commit(Change(case=updated, expected_version=case.version, events=(event,),
+                            consume_link=consume_link))
         return updated
 
     def comment(

@@ -44,6 +44,9 @@ class Change:
         responses: survey responses this change records as seen; a response id
             that is already recorded makes the whole change fail with
             ConcurrentUpdate (someone else ingested it first).
+        consume_link: a one-touch link id to mark used in the same transaction; if
+            it is already used the whole change fails with
+            :class:`~closeloop.errors.TokenUsed`.
         sole_active_case: for a new case: fail with ConcurrentUpdate if the
             customer already has a case that is not Closed (de-duplication that
             holds across processes).
@@ -55,6 +58,7 @@ class Change:
     notices: tuple[Notice, ...] = field(default=(), converter=_notices)
     responses: tuple[ResponseRecord, ...] = field(default=(), converter=_responses)
     sole_active_case: bool = False
+    consume_link: str | None = None
 
 
 @runtime_checkable
@@ -95,6 +99,10 @@ class Store(Protocol):
 
     def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
         """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
+        ...
+
+    def link_used(self, link_id: str) -> bool:
+        """Whether the one-touch link ``link_id`` has been consumed by a committed change."""
         ...
 
     def next_in_rotation(self, key: str, size: int) -> int:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from attrs import evolve
 
-from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError
+from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError, TokenUsed
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.storage.base import Change, check_change
 
@@ -34,6 +34,7 @@ class MemoryStore:
         self._notices: dict[str, Notice] = {}
         self._responses: dict[str, ResponseRecord] = {}
         self._by_customer: dict[str, list[str]] = {}
+        self._used_links: dict[str, str] = {}  # link id -> case id
         self._rotations: dict[str, int] = {}
 
     def commit(self, change: Change) -> None:
@@ -60,6 +61,8 @@ class MemoryStore:
                 self._events.setdefault(case.id, []).extend(change.events)
                 self._notices.update((notice.id, notice) for notice in change.notices)
                 self._responses.update((r.response_id, r) for r in change.responses)
+                if change.consume_link is not None:
+                    self._used_links[change.consume_link] = case.id
 
     def _check(self, change: Change, pending: dict[str, Case], new_ids: set[str]) -> None:
         case = change.case
@@ -79,6 +82,10 @@ class MemoryStore:
             if notice.id in self._notices or notice.id in new_ids:
                 raise StoreError(f"notice id {notice.id!r} already exists")
             new_ids.add(notice.id)
+        if change.consume_link is not None:
+            if change.consume_link in self._used_links or change.consume_link in new_ids:
+                raise TokenUsed()
+            new_ids.add(change.consume_link)
         for record in change.responses:
             if record.response_id in self._responses or record.response_id in new_ids:
                 raise ConcurrentUpdate(case.id, change.expected_version, None)
@@ -104,6 +111,10 @@ class MemoryStore:
     def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
         with self._lock:
             return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
+
+    def link_used(self, link_id: str) -> bool:
+        with self._lock:
+            return link_id in self._used_links
 
     def next_in_rotation(self, key: str, size: int) -> int:
         with self._lock:

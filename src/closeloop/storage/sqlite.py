@@ -34,6 +34,7 @@ from closeloop.errors import (
     ConcurrentUpdate,
     InvalidInput,
     StoreError,
+    TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.storage.base import Change, check_change
@@ -105,6 +106,12 @@ MIGRATIONS: Sequence[str] = (
     CREATE TABLE rotations (
         key TEXT PRIMARY KEY,
         position INTEGER NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE used_links (
+        link_id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL REFERENCES cases (id)
     );
     """,
 )
@@ -330,6 +337,23 @@ class SQLiteStore:
                 conn.executemany(_INSERT_RESPONSE, [_response_row(r) for r in change.responses])
             except sqlite3.IntegrityError:
                 raise ConcurrentUpdate(case.id, change.expected_version, None) from None
+        if change.consume_link is not None:
+            try:
+                conn.execute(
+                    "INSERT INTO used_links (link_id, case_id) VALUES (?, ?)",
+                    (change.consume_link, case.id),
+                )
+            except sqlite3.IntegrityError:
+                raise TokenUsed() from None
+
+    def link_used(self, link_id: str) -> bool:
+        with _translated("reading"):
+            row = (
+                self._connection()
+                .execute("SELECT 1 FROM used_links WHERE link_id = ?", (link_id,))
+                .fetchone()
+            )
+        return row is not None
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
         with self._write() as conn:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from attrs import evolve
 
-from closeloop.errors import CaseNotFound, CloseLoopError, ConcurrentUpdate
+from closeloop.errors import CaseNotFound, CloseLoopError, ConcurrentUpdate, TokenUsed
 from closeloop.model import (
     Assigned,
     Case,
@@ -377,3 +377,24 @@ class StoreContract:
         for thread in threads:
             thread.join()
         assert sorted(taken.count(p) for p in range(4)) == [30, 30, 30, 30]
+
+    def test_consuming_a_link_commits_once(self, store: Store) -> None:
+        """A link consumed by a change is used; a second change consuming it writes nothing."""
+        case = make_case()
+        store.commit(opened_change(case))
+        assert not store.link_used("link-1")
+
+        def closing(version: int) -> Change:
+            later = _next(make_case(version=version), T0, status=Status.CLOSED, closed_at=T0)
+            return Change(
+                case=later, expected_version=version, consume_link="link-1",
+                events=(StatusChanged(case_id=case.id, actor="alice", at=T0, seq=version + 1,
+                                      via="one-touch", from_status=Status.OPEN,
+                                      to_status=Status.CLOSED),),
+            )
+
+        store.commit(closing(1))
+        assert store.link_used("link-1")
+        with pytest.raises(TokenUsed):
+            store.commit(closing(2))
+        assert store.get(case.id).version == 2
