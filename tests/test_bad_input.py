@@ -72,6 +72,11 @@ BAD_CALLS: list[tuple[str, Callable[[CloseLoop, str], object], str, object]] = [
      "case_id", ""),
     ("version as string", lambda loop, cid: loop.comment(cid, "x", by="a", expected_version="3"),  # type: ignore[arg-type]
      "expected_version", "3"),
+    ("reasons as one string", lambda loop, _: loop.open_case("c-9", by="a", reasons="detractor"),  # type: ignore[arg-type]
+     "reasons", "detractor"),
+    ("version on unknown case", lambda loop, _: loop.comment("nope", "x", by="a", expected_version="3"),  # type: ignore[arg-type]
+     "expected_version", "3"),
+    ("deliver limit zero", lambda loop, _: loop.deliver_pending(limit=0), "limit", 0),
     ("unknown status filter", lambda loop, _: loop.cases(status="bogus"), "status", "bogus"),
     ("negative limit", lambda loop, _: loop.cases(limit=-1), "limit", -1),
 ]

@@ -73,6 +73,15 @@ class TestAssign:
         assert "bob" in message.text and "detractor" in message.text
         assert loop.store.pending_notices() == []
 
+    def test_assigners_comment_is_in_the_email(
+        self, loop: CloseLoop, outbox: MemoryNotifier
+    ) -> None:
+        """The comment given to assign travels in the email's text and (escaped) HTML."""
+        case = loop.open_case("c-1", by="a")
+        loop.assign(case.id, to="alice", by="bob", comment="Call <before> noon")
+        assert "Comment: Call <before> noon" in outbox.sent[0].text
+        assert "Call &lt;before&gt; noon" in outbox.sent[0].html
+
     def test_reassign_keeps_previous(self, loop: CloseLoop, outbox: MemoryNotifier) -> None:
         """Reassigning records who held the case before, and emails the new assignee."""
         case = loop.open_case("c-1", by="a")
@@ -108,6 +117,7 @@ class TestAssign:
         case = loop.open_case("c-1", by="a")
         loop.assign(case.id, to="alice", by="bob")
         assert f"https://crm.test/cases/{case.id}" in outbox.sent[0].text
+        assert "Comment" not in outbox.sent[0].text
         assert f'href="https://crm.test/cases/{case.id}"' in outbox.sent[0].html
 
 
@@ -276,6 +286,11 @@ class TestConfiguration:
             ({"notifier": object()}, "notifier"),
             ({"clock": "now"}, "clock"),
             ({"case_url": "https://crm.test/cases/"}, "case_url"),
+            ({"case_url": "https://crm.test/cases/{case_id}?tab={tab}"}, "case_url"),
+            ({"case_url": 42}, "case_url"),
+            ({"delivery_lease": timedelta(0)}, "delivery_lease"),
+            ({"comment_policy": {"close"}}, "comment_policy"),
+            ({"id_factory": "uuid"}, "id_factory"),
         ],
     )
     def test_bad_wiring_is_invalid_input(self, kwargs: dict[str, object], field: str) -> None:

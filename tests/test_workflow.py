@@ -97,6 +97,10 @@ class TestCommentPolicy:
             check_transition("c", Status.OPEN, Status.PROGRESS, None, policy)
         assert check_transition("c", Status.OPEN, Status.CLOSED, None, CommentPolicy.none())
 
+    def test_policy_accepts_a_single_event_name(self) -> None:
+        """for_events("close") means the close event, not the letters c, l, o, s, e."""
+        assert CommentPolicy.for_events("close").required_for == frozenset({"close"})
+
     def test_unknown_event_in_policy_is_invalid_input(self) -> None:
         """A typo in a policy's event names is refused, naming the field and value."""
         with pytest.raises(InvalidInput, match=r"comment_policy\.required_for.*'clsoe'"):

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from attrs import evolve, frozen
 
@@ -51,6 +52,21 @@ def utc_now() -> datetime:
 def new_id() -> str:
     """The default id factory: a random 32-character hex string."""
     return uuid.uuid4().hex
+
+
+def _check_case_url(case_url: str | None) -> str | None:
+    if case_url is None:
+        return None
+    try:
+        ok = isinstance(case_url, str) and "{case_id}" in case_url
+        ok = ok and case_url.format(case_id="x") != case_url.format(case_id="y")
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidInput(
+            "case_url", case_url, "must be a string whose only placeholder is {case_id}"
+        )
+    return case_url
 
 
 @frozen
@@ -105,11 +121,15 @@ class CloseLoop:
         if clock is not None and not callable(clock):
             raise InvalidInput("clock", clock, "must be a callable returning an aware datetime")
         self.clock: Clock = utc_now if clock is None else clock
+        if comment_policy is not None and not isinstance(comment_policy, CommentPolicy):
+            raise InvalidInput("comment_policy", comment_policy, "must be a CommentPolicy")
         self.comment_policy = CommentPolicy() if comment_policy is None else comment_policy
-        if case_url is not None and "{case_id}" not in case_url:
-            raise InvalidInput("case_url", case_url, "must contain the placeholder {case_id}")
-        self.case_url = case_url
+        self.case_url = _check_case_url(case_url)
+        if id_factory is not None and not callable(id_factory):
+            raise InvalidInput("id_factory", id_factory, "must be a callable returning a string id")
         self.new_id: Callable[[], str] = new_id if id_factory is None else id_factory
+        if not isinstance(delivery_lease, timedelta) or delivery_lease <= timedelta(0):
+            raise InvalidInput("delivery_lease", delivery_lease, "must be a positive timedelta")
         self.delivery_lease = delivery_lease
 
     # -- time and ids -------------------------------------------------------------
@@ -181,7 +201,7 @@ class CloseLoop:
             updated_at=now,
             opened_by=by,
             version=1,
-            reasons=tuple(reasons),
+            reasons=reasons,
             priority=Priority.parse(priority),
             due_at=due_at,
         )
@@ -217,7 +237,7 @@ class CloseLoop:
             case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
             assignee=to, previous=case.assignee,
         )
-        rendered = render_assignment(updated, by, self._link_for(updated))
+        rendered = render_assignment(updated, by, self._link_for(updated), comment=comment)
         notice = self._notice(updated, "assigned", to, rendered, now)
         self._commit(Change(case=updated, expected_version=case.version, events=(event,),
                             notices=(notice,)))
@@ -304,6 +324,8 @@ class CloseLoop:
         Safe to run from several processes at once: each notice is claimed by one.
         Call it from a scheduler (cron, a worker loop) every minute or so.
         """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", limit, "must be a positive integer")
         notices = self.store.claim_notices(now=self.now(), lease=self.delivery_lease, limit=limit)
         sent = sum(self._deliver(notice) for notice in notices)
         return DeliveryReport(sent=sent, failed=len(notices) - sent)
@@ -347,18 +369,20 @@ class CloseLoop:
 
     def _link_for(self, case: Case) -> str | None:
         if self.case_url is not None:
-            return self.case_url.format(case_id=case.id)
+            return self.case_url.format(case_id=quote(case.id, safe=""))
         return None
 
     # -- internals ----------------------------------------------------------------
 
     def _read(self, case_id: str, expected_version: int | None) -> Case:
-        case = self.store.get(check_id("case_id", case_id))
-        if expected_version is not None:
-            if isinstance(expected_version, bool) or not isinstance(expected_version, int):
-                raise InvalidInput("expected_version", expected_version, "must be an integer")
-            if case.version != expected_version:
-                raise ConcurrentUpdate(case.id, expected_version, case.version)
+        check_id("case_id", case_id)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInput("expected_version", expected_version, "must be an integer")
+        case = self.store.get(case_id)
+        if expected_version is not None and case.version != expected_version:
+            raise ConcurrentUpdate(case.id, expected_version, case.version)
         return case
 
     def _commit(self, change: Change) -> None:

@@ -121,7 +121,7 @@ class CommentPolicy:
     @classmethod
     def for_events(cls, events: Iterable[str]) -> CommentPolicy:
         """A policy that asks for a comment on exactly these workflow events."""
-        return cls(required_for=frozenset(events))
+        return cls(required_for=_names(events))
 
     def requires_comment(self, event: str) -> bool:
         """Whether the workflow event ``event`` needs a comment."""

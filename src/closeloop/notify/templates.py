@@ -49,9 +49,12 @@ def _details(case: Case) -> list[tuple[str, str]]:
 
 
 def _render(
-    case: Case, subject: str, intro: str, link: str | None, action: str
+    case: Case, subject: str, intro: str, link: str | None, action: str,
+    comment: str | None = None,
 ) -> RenderedNotice:
     rows = _details(case)
+    if comment:
+        rows.append(("Comment", comment))
     text_lines = [intro, ""] + [f"{label}: {value}" for label, value in rows]
     html_rows = "".join(
         f"<tr><th align='left'>{escape(label)}</th><td>{escape(value)}</td></tr>"
@@ -74,18 +77,23 @@ def _render(
     return RenderedNotice(one_line(subject), "\n".join(text_lines) + "\n", html)
 
 
-def render_assignment(case: Case, assigner: str, link: str | None) -> RenderedNotice:
+def render_assignment(
+    case: Case, assigner: str, link: str | None, *, comment: str | None = None,
+    action: str = "Change",
+) -> RenderedNotice:
     """The notice an assignee gets: what the case is, who assigned it, and a link.
 
     ``link`` is the one-touch Change link when one-touch is configured, else the
-    app's case URL if one is configured, else ``None``.
+    app's case URL if one is configured, else ``None``; ``action`` labels it.
+    ``comment`` is the assigner's note, if any.
     """
     return _render(
         case,
         subject=f"Case {case.id} for customer {case.customer_id} assigned to you",
         intro=f"{assigner} assigned you a case for customer {case.customer_id}.",
         link=link,
-        action="Change",
+        action=action,
+        comment=comment,
     )
 
 
