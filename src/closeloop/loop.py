@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from attrs import evolve, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput, NothingToChange
+from closeloop.intake import DEFAULT_BATCH, BacktestSummary, Decision, Dedupe, IngestSummary, Intake
 from closeloop.model import (
     Assigned,
     Case,
@@ -22,12 +23,14 @@ from closeloop.model import (
     Priority,
     Status,
     StatusChanged,
+    SurveyResponse,
 )
 from closeloop.notify.base import Message, Notifier
 from closeloop.notify.log import LogNotifier
 from closeloop.notify.templates import RenderedNotice, render_assignment
 from closeloop.storage.base import Change, Store
 from closeloop.storage.memory import MemoryStore
+from closeloop.triggers import Trigger, TriggerSet
 from closeloop.validate import (
     check_comment,
     check_id,
@@ -35,6 +38,9 @@ from closeloop.validate import (
     optional_aware_datetime,
 )
 from closeloop.workflow import CommentPolicy, check_transition
+
+if TYPE_CHECKING:
+    from closeloop.onetouch import OneTouch, OneTouchService
 
 __all__ = ["Clock", "CloseLoop", "DeliveryReport"]
 
@@ -85,10 +91,19 @@ class CloseLoop:
         notifier: how notices are delivered; default
             :class:`~closeloop.notify.LogNotifier` (log lines only).
         clock: returns the current time as an aware datetime; default UTC now.
+        triggers: the rules that open cases from survey responses (see :meth:`ingest`),
+            evaluated in order.
+        dedupe: what a matching response from a customer who already has a case does:
+            ``"open-case"`` (default: join the case while it is not Closed),
+            ``"none"`` (always open a new case), or a timedelta cool-down (also join
+            a case closed less than that long ago).
         comment_policy: which workflow changes need a comment; default closing and
             reopening.
         case_url: the app's page for a case, used as the link in notices when
             one-touch is not configured; a format string with ``{case_id}``.
+        one_touch: signed single-use Change links in assignment and escalation
+            emails (:class:`~closeloop.onetouch.OneTouch`); use them as
+            :attr:`one_touch`. Default none: notices link to ``case_url``.
         id_factory: makes case and notice ids; default random hex.
         delivery_lease: how long a process may hold a notice it is delivering
             before another process may retry it.
@@ -107,10 +122,13 @@ class CloseLoop:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         *,
+        triggers: Iterable[Trigger] = (),
+        dedupe: Dedupe | str | timedelta = "open-case",
         comment_policy: CommentPolicy | None = None,
         case_url: str | None = None,
         id_factory: Callable[[], str] | None = None,
         delivery_lease: timedelta = timedelta(minutes=5),
+        one_touch: OneTouch | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
         self.notifier: Notifier = LogNotifier() if notifier is None else notifier
@@ -131,6 +149,11 @@ class CloseLoop:
         if not isinstance(delivery_lease, timedelta) or delivery_lease <= timedelta(0):
             raise InvalidInput("delivery_lease", delivery_lease, "must be a positive timedelta")
         self.delivery_lease = delivery_lease
+        self._intake = Intake(self, triggers, dedupe)
+        if one_touch is not None and not callable(getattr(one_touch, "bind", None)):
+            raise InvalidInput("one_touch", type(one_touch).__name__,
+                               "must be a closeloop.onetouch.OneTouch")
+        self._one_touch = None if one_touch is None else one_touch.bind(self)
 
     # -- time and ids -------------------------------------------------------------
 
@@ -140,6 +163,62 @@ class CloseLoop:
         if not isinstance(now, datetime) or now.utcoffset() is None:
             raise InvalidInput("clock", now, "must return a timezone-aware datetime")
         return now
+
+    # -- one-touch ----------------------------------------------------------------
+
+    @property
+    def one_touch(self) -> OneTouchService:
+        """The one-touch links of this loop: ``link``, ``open``, ``prepare``, ``confirm``.
+
+        Raises InvalidInput when the loop was made without ``one_touch=``.
+        """
+        if self._one_touch is None:
+            raise InvalidInput("one_touch", None, "one-touch is not configured; pass "
+                               "CloseLoop(one_touch=OneTouch(...))")
+        return self._one_touch
+
+    # -- survey responses -----------------------------------------------------------
+
+    @property
+    def triggers(self) -> TriggerSet:
+        """The loop's triggers, compiled, in evaluation order."""
+        return self._intake.triggers
+
+    def ingest(self, response: SurveyResponse) -> Case | None:
+        """Run a survey response through the triggers; return the case it opened or joined.
+
+        Returns ``None`` when no trigger matched. Ingesting the same response id again
+        returns the same case and changes nothing; a matching response from a customer
+        with a case still open joins that case (see ``dedupe``). A new case is routed,
+        prioritised and given a due date by the first matching trigger, and records
+        every matching trigger's reason.
+
+        Raises:
+            InvalidInput: ``response`` is not a SurveyResponse, or a trigger's
+                condition failed on it; nothing is written.
+        """
+        return self._intake.ingest(response)
+
+    def ingest_many(
+        self, responses: Sequence[SurveyResponse], *, batch_size: int = DEFAULT_BATCH
+    ) -> IngestSummary:
+        """Ingest a batch with the same rules as :meth:`ingest`, ``batch_size`` per transaction.
+
+        Every item is checked first: one bad item raises InvalidInput naming its
+        index (``responses[3]``) and nothing is written.
+        """
+        return self._intake.ingest_many(responses, batch_size)
+
+    def explain(self, response: SurveyResponse) -> Decision:
+        """What ingesting ``response`` would do, and why each trigger matched or not.
+
+        Writes nothing (round-robin routing is previewed without taking a turn).
+        """
+        return self._intake.explain(response)
+
+    def backtest(self, responses: Sequence[SurveyResponse]) -> BacktestSummary:
+        """Run historical responses through the rules without writing; summarise the outcome."""
+        return self._intake.backtest(responses)
 
     # -- reading ------------------------------------------------------------------
 
@@ -368,6 +447,8 @@ class CloseLoop:
         )
 
     def _link_for(self, case: Case) -> str | None:
+        if self._one_touch is not None and case.assignee is not None:
+            return self._one_touch.link_for(case)
         if self.case_url is not None:
             return self.case_url.format(case_id=quote(case.id, safe=""))
         return None

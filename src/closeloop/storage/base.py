@@ -101,6 +101,10 @@ class Store(Protocol):
         """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
         ...
 
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+        """Each customer's most recently created case (any status); customers with none are absent."""
+        ...
+
     def link_used(self, link_id: str) -> bool:
         """Whether the one-touch link ``link_id`` has been consumed by a committed change."""
         ...

@@ -112,6 +112,14 @@ class MemoryStore:
         with self._lock:
             return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
 
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+        with self._lock:
+            return {
+                customer: self._cases[self._by_customer[customer][-1]]
+                for customer in customer_ids
+                if customer in self._by_customer
+            }
+
     def link_used(self, link_id: str) -> bool:
         with self._lock:
             return link_id in self._used_links

@@ -346,6 +346,22 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 raise TokenUsed() from None
 
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+        latest: dict[str, Case] = {}
+        ids = list(dict.fromkeys(customer_ids))
+        with _translated("reading"):
+            conn = self._connection()
+            for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT {_CASE_COLUMNS} FROM cases WHERE rowid IN (SELECT max(rowid) "
+                    f"FROM cases WHERE customer_id IN ({', '.join('?' * len(chunk))}) "
+                    "GROUP BY customer_id)",
+                    chunk,
+                ).fetchall()
+                latest.update((row[1], _case_from_row(row)) for row in rows)
+        return latest
+
     def link_used(self, link_id: str) -> bool:
         with _translated("reading"):
             row = (

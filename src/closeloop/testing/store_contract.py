@@ -398,3 +398,11 @@ class StoreContract:
         with pytest.raises(TokenUsed):
             store.commit(closing(2))
         assert store.get(case.id).version == 2
+
+    def test_latest_cases_per_customer(self, store: Store) -> None:
+        """latest_cases gives each customer's most recently created case, whatever its status."""
+        for case_id, customer in [("a1", "A"), ("b1", "B"), ("a2", "A")]:
+            store.commit(opened_change(make_case(case_id, customer_id=customer)))
+        latest = store.latest_cases(["A", "B", "C", "A"])
+        assert {customer: case.id for customer, case in latest.items()} == {"A": "a2", "B": "b1"}
+        assert store.latest_cases([]) == {}

@@ -1,0 +1,454 @@
+"""Ingesting survey responses: triggers decide, cases open or absorb, nothing twice.
+
+The facade's :meth:`~closeloop.CloseLoop.ingest`, ``ingest_many``, ``explain``
+and ``backtest`` live here. The rules:
+
+- **Idempotent per response id.** Every ingested response is recorded, matched or
+  not; ingesting the same id again changes nothing and returns the same case.
+- **One case per customer at a time** (``dedupe="open-case"``, the default):
+  while the customer's latest case is not Closed, a new matching response is
+  attached to it (a ``"response_attached"`` event) instead of opening another.
+  ``dedupe=timedelta(days=7)`` also attaches to a case closed less than seven
+  days ago (without reopening it); ``dedupe="none"`` always opens a new case.
+- Both rules are enforced inside the store's transaction, so they hold when
+  several processes ingest at once; a lost race is retried from the start.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from attrs import evolve, field, frozen
+
+from closeloop.errors import ConcurrentUpdate, InvalidInput, TokenUsed
+from closeloop.model import (
+    Assigned,
+    Case,
+    Event,
+    Notice,
+    Opened,
+    ResponseAttached,
+    ResponseRecord,
+    Status,
+    SurveyResponse,
+)
+from closeloop.notify.templates import render_assignment
+from closeloop.storage.base import Change
+from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
+
+if TYPE_CHECKING:
+    from closeloop.loop import CloseLoop
+
+__all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestSummary"]
+
+#: How often a lost race (another process ingested first) is retried.
+_ATTEMPTS = 5
+#: Responses per transaction in ingest_many.
+DEFAULT_BATCH = 500
+
+
+@frozen
+class Dedupe:
+    """How a matching response from a customer who already has a case is handled.
+
+    Build it with :meth:`parse` from ``"open-case"`` (default), ``"none"`` or a
+    :class:`~datetime.timedelta` cool-down.
+    """
+
+    mode: Literal["open-case", "none", "cooldown"]
+    cooldown: timedelta | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> Dedupe:
+        """Accept ``"open-case"``, ``"none"``, a positive timedelta, or a Dedupe."""
+        if isinstance(value, Dedupe):
+            return value
+        if value == "open-case":
+            return cls("open-case")
+        if value == "none":
+            return cls("none")
+        if isinstance(value, timedelta) and value > timedelta(0):
+            return cls("cooldown", value)
+        raise InvalidInput(
+            "dedupe", value, "must be 'open-case', 'none' or a positive timedelta cool-down"
+        )
+
+    def target(self, latest: Case | None, now: datetime) -> Case | None:
+        """The case a new matching response is attached to, or ``None`` to open one."""
+        if latest is None or self.mode == "none":
+            return None
+        if latest.status is not Status.CLOSED:
+            return latest
+        if self.cooldown is not None and latest.closed_at is not None:
+            return latest if now - latest.closed_at < self.cooldown else None
+        return None
+
+
+@frozen
+class Decision:
+    """What ingesting one response does (or, from explain/backtest, would do).
+
+    Attributes:
+        response_id: the response.
+        outcome: ``"open"``, ``"attach"``, ``"ignore"`` (no trigger matched) or
+            ``"duplicate"`` (this response id was ingested before).
+        triggers: every trigger with matched yes/no and why (empty for duplicates).
+        reasons: the reasons the case gets (matched triggers' reasons).
+        case_id: the case attached to (attach) or already holding it (duplicate).
+        assignee: who a new case would be assigned to; round-robin routes are
+            previewed without taking a turn, so this may differ from ingest.
+        priority, due_at: of the case that would open.
+    """
+
+    response_id: str
+    outcome: Literal["open", "attach", "ignore", "duplicate"]
+    triggers: tuple[TriggerExplanation, ...] = ()
+    reasons: tuple[str, ...] = ()
+    case_id: str | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    due_at: datetime | None = None
+
+
+@frozen
+class IngestSummary:
+    """What :meth:`~closeloop.CloseLoop.ingest_many` did.
+
+    ``cases`` maps each ingested response id to the case it opened or joined
+    (``None`` when it matched no trigger).
+    """
+
+    opened: int
+    attached: int
+    ignored: int
+    duplicates: int
+    cases: Mapping[str, str | None] = field(factory=dict)
+
+
+@frozen
+class BacktestSummary:
+    """What a batch of responses would do under the current rules; nothing is written.
+
+    Attributes:
+        responses: how many were examined.
+        would_open: cases that would open.
+        would_attach: responses that would join a case (existing or opened earlier in the batch).
+        attached_to_existing: of those, responses joining a case already in the store.
+        ignored: responses no trigger matches.
+        duplicates: responses already ingested (or repeated within the batch).
+        opened_by_trigger: cases that would open, by first matching trigger.
+        matched_by_trigger: responses each trigger matches (all matches, not just the first).
+        opened_by_assignee: cases that would open, by assignee (``None`` = unassigned).
+        decisions: one Decision per response, in order.
+    """
+
+    responses: int
+    would_open: int
+    would_attach: int
+    attached_to_existing: int
+    ignored: int
+    duplicates: int
+    opened_by_trigger: Mapping[str, int]
+    matched_by_trigger: Mapping[str, int]
+    opened_by_assignee: Mapping[str | None, int]
+    decisions: tuple[Decision, ...]
+
+
+class _PreviewRotation:
+    """A rotation that starts at the beginning and is thrown away: for previews."""
+
+    def __init__(self) -> None:
+        self.turns: Counter[str] = Counter()
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        turn = self.turns[key]
+        self.turns[key] += 1
+        return turn % size
+
+
+def _check_response(value: object, field_name: str = "response") -> SurveyResponse:
+    if not isinstance(value, SurveyResponse):
+        raise InvalidInput(field_name, value, "must be a SurveyResponse")
+    return value
+
+
+class Intake:
+    """Turns responses into case changes for one loop (used through the facade)."""
+
+    def __init__(self, loop: CloseLoop, triggers: Iterable[Trigger], dedupe: object) -> None:
+        self.loop = loop
+        self.triggers = triggers if isinstance(triggers, TriggerSet) else TriggerSet(triggers)
+        self.dedupe = Dedupe.parse(dedupe)
+
+    # -- single responses -------------------------------------------------------------
+
+    def ingest(self, response: SurveyResponse) -> Case | None:
+        _check_response(response)
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._ingest_once(response)
+            except ConcurrentUpdate:
+                continue  # another process changed the customer's case or took the id
+        raise ConcurrentUpdate(response.id, None, None)
+
+    def _ingest_once(self, response: SurveyResponse) -> Case | None:
+        store = self.loop.store
+        seen = store.responses([response.id]).get(response.id)
+        if seen is not None:
+            return None if seen.case_id is None else store.get(seen.case_id)
+        now = self.loop.now()
+        match = self.triggers.evaluate(response)
+        if match is None:
+            store.record_responses([self._record(response, "ignored", None, now)])
+            return None
+        latest = store.latest_cases([response.customer_id]).get(response.customer_id)
+        change = self._change(response, match, self.dedupe.target(latest, now), now)
+        self.loop._commit(change)
+        return change.case
+
+    def explain(self, response: SurveyResponse) -> Decision:
+        _check_response(response)
+        store = self.loop.store
+        explanations = tuple(self.triggers.explain(response))
+        seen = store.responses([response.id]).get(response.id)
+        if seen is not None:
+            return Decision(response.id, "duplicate", explanations, case_id=seen.case_id)
+        match = self.triggers.evaluate(response)
+        if match is None:
+            return Decision(response.id, "ignore", explanations)
+        latest = store.latest_cases([response.customer_id]).get(response.customer_id)
+        return self._decide(response, match, latest, explanations, _PreviewRotation())
+
+    # -- batches ----------------------------------------------------------------------
+
+    def ingest_many(self, responses: Sequence[SurveyResponse], batch_size: int) -> IngestSummary:
+        items = self._checked_batch(responses)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size", batch_size, "must be a positive integer")
+        counts: Counter[str] = Counter()
+        cases: dict[str, str | None] = {}
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            try:
+                self._ingest_chunk(chunk, counts, cases)
+            except (ConcurrentUpdate, TokenUsed):
+                # Another process got in between: settle this chunk one by one.
+                for response in chunk:
+                    self._ingest_counted(response, counts, cases)
+        return IngestSummary(
+            opened=counts["open"], attached=counts["attach"], ignored=counts["ignore"],
+            duplicates=counts["duplicate"], cases=cases,
+        )
+
+    def _ingest_chunk(
+        self, chunk: Sequence[SurveyResponse], counts: Counter[str], cases: dict[str, str | None]
+    ) -> None:
+        store = self.loop.store
+        now = self.loop.now()
+        seen = store.responses([r.id for r in chunk])
+        latest = store.latest_cases([r.customer_id for r in chunk])
+        changes: list[Change] = []
+        ignored: list[ResponseRecord] = []
+        outcome: dict[str, tuple[str, str | None]] = {}  # response id -> (kind, case id)
+        duplicates: list[tuple[str, str | None]] = []
+        for response in chunk:
+            if response.id in seen:
+                duplicates.append((response.id, seen[response.id].case_id))
+                continue
+            if response.id in outcome:  # repeated within this batch
+                duplicates.append((response.id, outcome[response.id][1]))
+                continue
+            match = self.triggers.evaluate(response)
+            if match is None:
+                ignored.append(self._record(response, "ignored", None, now))
+                outcome[response.id] = ("ignore", None)
+                continue
+            target = self.dedupe.target(latest.get(response.customer_id), now)
+            change = self._change(response, match, target, now)
+            changes.append(change)
+            latest[response.customer_id] = change.case
+            kind = "open" if change.expected_version is None else "attach"
+            outcome[response.id] = (kind, change.case.id)
+        store.commit_many(changes)
+        if ignored:
+            store.record_responses(ignored)
+        # Counted only once the chunk is committed, so a fallback never counts twice.
+        for response_id, (kind, case_id) in outcome.items():
+            counts[kind] += 1
+            cases[response_id] = case_id
+        for response_id, case_id in duplicates:
+            counts["duplicate"] += 1
+            cases.setdefault(response_id, case_id)
+        for change in changes:
+            for notice in change.notices:
+                self.loop._deliver(notice)
+
+    def _ingest_counted(
+        self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
+    ) -> None:
+        already = self.loop.store.responses([response.id]).get(response.id)
+        case = self.ingest(response)
+        if already is not None:
+            counts["duplicate"] += 1
+            cases.setdefault(response.id, already.case_id)
+            return
+        record = self.loop.store.responses([response.id]).get(response.id)
+        kind = {"opened": "open", "attached": "attach"}.get(
+            record.outcome if record else "", "ignore"
+        )
+        counts[kind] += 1
+        cases[response.id] = None if case is None else case.id
+
+    def backtest(self, responses: Sequence[SurveyResponse]) -> BacktestSummary:
+        items = self._checked_batch(responses)
+        store = self.loop.store
+        now = self.loop.now()
+        seen = store.responses([r.id for r in items])
+        latest = store.latest_cases([r.customer_id for r in items])
+        existing = {case.id for case in latest.values()}
+        rotation = _PreviewRotation()
+        decisions: list[Decision] = []
+        matched: Counter[str] = Counter()
+        done: set[str] = set()
+        for response in items:
+            explanations = tuple(self.triggers.explain(response))
+            if response.id in seen or response.id in done:
+                decisions.append(Decision(response.id, "duplicate", explanations))
+                continue
+            done.add(response.id)
+            match = self.triggers.evaluate(response)
+            if match is None:
+                decisions.append(Decision(response.id, "ignore", explanations))
+                continue
+            matched.update(t.name for t in match.triggers)
+            decision = self._decide(
+                response, match, latest.get(response.customer_id), explanations, rotation
+            )
+            decisions.append(decision)
+            if decision.outcome == "open":
+                latest[response.customer_id] = self._preview_case(response, decision, now)
+        opened = [d for d in decisions if d.outcome == "open"]
+        attached = [d for d in decisions if d.outcome == "attach"]
+        return BacktestSummary(
+            responses=len(items),
+            would_open=len(opened),
+            would_attach=len(attached),
+            attached_to_existing=sum(1 for d in attached if d.case_id in existing),
+            ignored=sum(1 for d in decisions if d.outcome == "ignore"),
+            duplicates=sum(1 for d in decisions if d.outcome == "duplicate"),
+            opened_by_trigger=dict(Counter(d.reasons[0] for d in opened if d.reasons)),
+            matched_by_trigger=dict(matched),
+            opened_by_assignee=dict(Counter(d.assignee for d in opened)),
+            decisions=tuple(decisions),
+        )
+
+    # -- building changes -------------------------------------------------------------
+
+    def _decide(
+        self,
+        response: SurveyResponse,
+        match: Match,
+        latest: Case | None,
+        explanations: tuple[TriggerExplanation, ...],
+        rotation: _PreviewRotation,
+    ) -> Decision:
+        now = self.loop.now()
+        target = self.dedupe.target(latest, now)
+        if target is not None:
+            return Decision(response.id, "attach", explanations, match.reasons, case_id=target.id)
+        return Decision(
+            response.id, "open", explanations, match.reasons,
+            assignee=match.trigger.route(response, rotation),
+            priority=match.priority.value,
+            due_at=due_at(match.trigger, response, now),
+        )
+
+    @staticmethod
+    def _preview_case(response: SurveyResponse, decision: Decision, now: datetime) -> Case:
+        return Case(
+            id=f"would-open:{response.id}", customer_id=response.customer_id, status=Status.OPEN,
+            opened_at=now, updated_at=now, opened_by="backtest", version=1,
+        )
+
+    def _change(
+        self, response: SurveyResponse, match: Match, target: Case | None, now: datetime
+    ) -> Change:
+        if target is not None:
+            return self._attach(response, match, target, now)
+        return self._open(response, match, now)
+
+    def _attach(self, response: SurveyResponse, match: Match, case: Case, now: datetime) -> Change:
+        updated = evolve(
+            case,
+            response_ids=(*case.response_ids, response.id),
+            reasons=tuple(dict.fromkeys((*case.reasons, *match.reasons))),
+            updated_at=now,
+            version=case.version + 1,
+        )
+        event = ResponseAttached(
+            case_id=case.id, actor=match.trigger.name, at=now, seq=updated.version,
+            comment=response.comment, via="trigger", response_id=response.id,
+            reasons=match.reasons,
+        )
+        return Change(
+            case=updated, expected_version=case.version, events=(event,),
+            responses=(self._record(response, "attached", case.id, now),),
+        )
+
+    def _open(self, response: SurveyResponse, match: Match, now: datetime) -> Change:
+        loop = self.loop
+        trigger = match.trigger
+        case = Case(
+            id=loop.new_id(), customer_id=response.customer_id, status=Status.OPEN,
+            opened_at=now, updated_at=now, opened_by=trigger.name, version=1,
+            reasons=match.reasons, response_ids=(response.id,), priority=match.priority,
+            due_at=due_at(trigger, response, now),
+        )
+        events: list[Event] = [Opened(
+            case_id=case.id, actor=trigger.name, at=now, seq=1, comment=response.comment,
+            via="trigger",
+        )]
+        notices: list[Notice] = []
+        assignee = trigger.route(response, loop.store)
+        if assignee is not None:
+            case = evolve(case, assignee=assignee, version=2)
+            events.append(Assigned(
+                case_id=case.id, actor=trigger.name, at=now, seq=2, via="trigger",
+                assignee=assignee,
+            ))
+            rendered = render_assignment(
+                case, f"Trigger {trigger.name!r}", loop._link_for(case), comment=response.comment
+            )
+            notices.append(loop._notice(case, "assigned", assignee, rendered, now))
+        return Change(
+            case=case, expected_version=None, events=events, notices=notices,
+            responses=(self._record(response, "opened", case.id, now),),
+            sole_active_case=self.dedupe.mode != "none",
+        )
+
+    @staticmethod
+    def _record(
+        response: SurveyResponse,
+        outcome: Literal["opened", "attached", "ignored"],
+        case_id: str | None,
+        now: datetime,
+    ) -> ResponseRecord:
+        return ResponseRecord(
+            response_id=response.id, customer_id=response.customer_id, outcome=outcome,
+            received_at=now, submitted_at=response.submitted_at or now, score=response.score,
+            case_id=case_id,
+        )
+
+    @staticmethod
+    def _checked_batch(responses: Sequence[SurveyResponse]) -> list[SurveyResponse]:
+        if isinstance(responses, str | bytes | SurveyResponse) or not isinstance(
+            responses, Iterable
+        ):
+            raise InvalidInput("responses", responses, "must be a list of SurveyResponse")
+        items = list(responses)
+        for index, item in enumerate(items):
+            _check_response(item, f"responses[{index}]")
+        return items

@@ -1,0 +1,255 @@
+"""The one-touch protocol, bound to a loop: issue a link, open it, prepare a change, confirm it.
+
+:class:`OneTouchService` is what ``loop.one_touch`` returns. Every step verifies
+the token again and judges time by the loop's clock, so nothing is kept
+between steps except what the signed tokens carry and the store's record of
+used links.
+
+The rules, in the order they are checked for a link:
+
+1. the token is one this configuration signed for this purpose (else TokenInvalid);
+2. the link has not changed the case yet (else TokenUsed);
+3. it is at most ``max_age`` old, judged by ``loop.now()`` (else TokenExpired);
+4. the case exists and is still assigned to the person the link was sent to
+   (else TokenInvalid, "the case was reassigned").
+
+A confirmation is checked the same way, and is also at most
+``confirm_max_age`` old. If the case's *status* changed between prepare and
+confirm, confirm raises :class:`~closeloop.errors.ConcurrentUpdate` and leaves
+the link unused: the assignee confirmed "from Progress to Closed" and should
+see the case as it now is before deciding again. Other changes in between (a
+comment, a new due date) do not matter; a version clash with one of them is
+retried.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from attrs import field, frozen
+
+from closeloop.errors import (
+    CaseNotFound,
+    ConcurrentUpdate,
+    InvalidInput,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
+from closeloop.model import Case, Event, Status
+from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch
+from closeloop.validate import check_comment, check_id
+from closeloop.workflow import TRANSITIONS, CommentPolicy, allowed_targets, check_transition
+
+if TYPE_CHECKING:
+    from closeloop.loop import CloseLoop
+
+__all__ = ["VIA", "LinkView", "OneTouchService", "PendingChange"]
+
+#: The ``via`` recorded on status changes made through a one-touch link.
+VIA = "one-touch"
+#: How many of the latest history events :meth:`OneTouchService.open` returns.
+HISTORY_SHOWN = 5
+#: A one-touch change always needs a comment, whatever the loop's comment policy.
+_COMMENT_ALWAYS = CommentPolicy.for_events(TRANSITIONS.values())
+#: How often confirm re-reads the case after losing a version race to an unrelated change.
+_ATTEMPTS = 3
+
+
+@frozen
+class LinkView:
+    """What the update page shows for a link.
+
+    Attributes:
+        case: the case as it is now.
+        assignee: who the link was sent to (the case's assignee).
+        allowed: the statuses the case may move to, in workflow order. Never an
+            assignee: a link cannot reassign.
+        expires_at: when the link stops working.
+        history: the latest events of the case (at most :data:`HISTORY_SHOWN`), oldest first.
+    """
+
+    case: Case
+    assignee: str
+    allowed: tuple[Status, ...]
+    expires_at: datetime
+    history: tuple[Event, ...]
+
+
+@frozen
+class PendingChange:
+    """A change the assignee asked for, waiting for confirmation.
+
+    Attributes:
+        token: the confirmation token to pass to :meth:`OneTouchService.confirm`
+            (kept out of ``repr`` so it does not end up in logs).
+        case_id: the case to change.
+        from_status: its status when the change was prepared.
+        to_status: the status asked for.
+        comment: the comment that goes with the change.
+        expires_at: when the confirmation stops working (at most ``confirm_max_age``
+            from now, and never after the link itself expires).
+    """
+
+    token: str = field(repr=False)
+    case_id: str
+    from_status: Status
+    to_status: Status
+    comment: str
+    expires_at: datetime
+
+
+class OneTouchService:
+    """One-touch links for one loop. Get it as ``loop.one_touch``; do not build it yourself.
+
+    Example::
+
+        link = loop.one_touch.link(case.id)          # "<base_url>?token=…"
+        view = loop.one_touch.open(token)            # what the update page shows
+        pending = loop.one_touch.prepare(token, status=Status.CLOSED, comment="Sorted")
+        loop.one_touch.confirm(pending.token)        # the change, once
+    """
+
+    def __init__(self, config: OneTouch, loop: CloseLoop) -> None:
+        self.config = config
+        self._loop = loop
+
+    # -- issuing --------------------------------------------------------------------
+
+    def link(self, case_id: str) -> str:
+        """A new link for the case, for its current assignee, issued now.
+
+        Raises:
+            CaseNotFound: no such case.
+            InvalidInput: the case has no assignee (a link always belongs to one).
+        """
+        return self.link_for(self._loop.get(check_id("case_id", case_id)))
+
+    def link_for(self, case: Case) -> str:
+        """A new link for ``case`` as given (not re-read), for its assignee, issued now.
+
+        The facade calls this while writing an assignment or escalation notice.
+        """
+        if case.assignee is None:
+            raise InvalidInput("case_id", case.id, "the case has no assignee to send a link to")
+        claims = LinkClaims(
+            link_id=secrets.token_urlsafe(12),
+            case_id=case.id,
+            assignee=case.assignee,
+            issued_at=self._loop.now(),
+        )
+        return self.config.url(self.config.sign_link(claims))
+
+    # -- using ----------------------------------------------------------------------
+
+    def open(self, token: str) -> LinkView:
+        """What the update page shows. Changes nothing (email scanners may open links).
+
+        Raises:
+            TokenInvalid, TokenUsed, TokenExpired: see the module docstring.
+        """
+        claims = self.config.read_link(token)
+        case = self._usable_case(claims)
+        history = self._loop.history(case.id)[-HISTORY_SHOWN:]
+        return LinkView(
+            case=case,
+            assignee=claims.assignee,
+            allowed=allowed_targets(case.status),
+            expires_at=self._link_expiry(claims),
+            history=tuple(history),
+        )
+
+    def prepare(self, token: str, *, status: Status | str, comment: str) -> PendingChange:
+        """Check the change the assignee asks for and return it for confirmation.
+
+        Nothing is written. The comment is required, whatever the loop's
+        comment policy.
+
+        Raises:
+            TokenInvalid, TokenUsed, TokenExpired: the link does not work (see the
+                module docstring); checked before anything else.
+            InvalidInput: an unknown status, or a comment that is too long.
+            TransitionNotAllowed: the workflow does not allow this change now.
+            CommentRequired: the comment is missing or blank.
+        """
+        claims = self.config.read_link(token)
+        case = self._usable_case(claims)
+        target = Status.parse(status)
+        check_comment("comment", comment)
+        check_transition(case.id, case.status, target, comment, _COMMENT_ALWAYS)
+        now = self._loop.now()
+        expires_at = min(now + self.config.confirm_max_age, self._link_expiry(claims))
+        confirm = ConfirmClaims(
+            link=claims, from_status=case.status, to_status=target, comment=comment,
+            version=case.version, prepared_at=now,
+        )
+        return PendingChange(
+            token=self.config.sign_confirmation(confirm), case_id=case.id,
+            from_status=case.status, to_status=target, comment=comment, expires_at=expires_at,
+        )
+
+    def confirm(self, confirmation_token: str) -> Case:
+        """Make the prepared change and use up the link, in one transaction.
+
+        The change goes through the workflow like any other (``loop.apply_status``):
+        same rules, same history; the event's actor is the assignee and its
+        ``via`` is ``"one-touch"``. Of several confirmations racing, in threads or
+        processes, exactly one changes the case; the others get TokenUsed.
+
+        Returns the changed case.
+
+        Raises:
+            TokenInvalid, TokenUsed, TokenExpired: the confirmation or its link does
+                not work (see the module docstring).
+            ConcurrentUpdate: the case's status changed since the change was
+                prepared; the link still works, open it again.
+        """
+        claims = self.config.read_confirmation(confirmation_token)
+        expires_at = min(claims.prepared_at + self.config.confirm_max_age,
+                         self._link_expiry(claims.link))
+        if self._loop.now() > expires_at:
+            raise TokenExpired(expires_at)
+        link = claims.link
+        for attempt in range(_ATTEMPTS):
+            case = self._usable_case(link)
+            if case.status is not claims.from_status:
+                raise ConcurrentUpdate(case.id, claims.version, case.version)
+            try:
+                return self._loop.apply_status(
+                    case, claims.to_status, by=link.assignee, comment=claims.comment,
+                    via=VIA, consume_link=link.link_id,
+                )
+            except ConcurrentUpdate:
+                # Most often another confirmation of this same link won.
+                if self._loop.store.link_used(link.link_id):
+                    raise TokenUsed() from None
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- checks ---------------------------------------------------------------------
+
+    def _link_expiry(self, claims: LinkClaims) -> datetime:
+        return claims.issued_at + self.config.max_age
+
+    def _usable_case(self, claims: LinkClaims) -> Case:
+        """The case the link is for, if the link still works (rules 2–4)."""
+        # The case is read before the link's use is checked: a change and its link's
+        # use commit together, so a case read before an unused link is a case the
+        # link has not changed yet, and a racing confirm loses on the version check.
+        try:
+            case: Case | None = self._loop.store.get(claims.case_id)
+        except CaseNotFound:
+            case = None
+        if self._loop.store.link_used(claims.link_id):
+            raise TokenUsed()
+        expires_at = self._link_expiry(claims)
+        if self._loop.now() > expires_at:
+            raise TokenExpired(expires_at)
+        if case is None:
+            raise TokenInvalid()  # signed for another database: say nothing more
+        if case.assignee != claims.assignee:
+            raise TokenInvalid("the case was reassigned")
+        return case
