@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--db", type=Path, default=Path("closeloop-onetouch.db"))
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, stop)  # before anything is printed: a reader may stop us then
 
     # Bind first, so the links name the real port even with --port 0.
     server = make_server("127.0.0.1", args.port, lambda environ, start: [],
@@ -86,19 +87,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     server.set_app(mount(MOUNT, wsgi_app(loop)))
 
-    case = loop.open_case(
-        "c-42", by="survey",
-        comment='Customer wrote: "The parcel arrived broken <script>alert(1)</script>"',
-        reasons=["detractor"],
-    )
-    loop.assign(case.id, to="alice", by="bob")
-    email = outbox.sent[-1]
-    print(f"Serving the one-touch pages on {base_url} (Ctrl+C to stop)")
-    print(f"Case {case.id} opened and assigned to alice. The email she gets:\n")
-    print(f"To: {email.to}\nSubject: {email.subject}\n\n{email.text}", flush=True)
-
-    signal.signal(signal.SIGTERM, stop)
     try:
+        case = loop.open_case(
+            "c-42", by="survey",
+            comment='Customer wrote: "The parcel arrived broken <script>alert(1)</script>"',
+            reasons=["detractor"],
+        )
+        loop.assign(case.id, to="alice", by="bob")
+        email = outbox.sent[-1]
+        print(f"Serving the one-touch pages on {base_url} (Ctrl+C to stop)")
+        print(f"Case {case.id} opened and assigned to alice. The email she gets:\n")
+        print(f"To: {email.to}\nSubject: {email.subject}\n\n{email.text}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

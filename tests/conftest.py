@@ -24,6 +24,10 @@ def make_store(kind: str, tmp_path: Path) -> Store:
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(tmp_path / "closeloop.db")
+    if kind == "postgres":
+        from postgres_workers import ScratchPostgresStore  # tests/ is on sys.path; needs psycopg
+
+        return ScratchPostgresStore(os.environ["CLOSELOOP_TEST_POSTGRES_DSN"])
     raise AssertionError(f"unknown store kind {kind}")
 
 

@@ -286,3 +286,24 @@ def test_explain_agrees_with_ingest(steps: list[tuple[SurveyResponse, bool]]) ->
             assert matched == (decision.outcome != "ignore")
         if case is not None and close_after and case.status is not Status.CLOSED:
             loop.set_status(case.id, Status.CLOSED, by="agent", comment="done")
+
+
+def test_reopen_within_window(store: Store, clock: FixedClock) -> None:
+    """With Dedupe.reopen_within, a detractor soon after close reopens the case; later, a new one opens."""
+    from closeloop.intake import Dedupe
+
+    loop = CloseLoop(store=store, clock=clock, triggers=rules(),
+                     dedupe=Dedupe.reopen_within(timedelta(days=3)))
+    case = loop.ingest(response("r-1", score=3))
+    assert case is not None
+    loop.set_status(case.id, Status.CLOSED, by="dana", comment="Refunded")
+    clock.advance(days=2)
+    reopened = loop.ingest(response("r-2", score=1))
+    assert reopened is not None and reopened.id == case.id
+    assert (reopened.status, reopened.closed_at) == (Status.OPEN, None)
+    kinds = [(e.kind, e.actor) for e in loop.history(case.id)[-2:]]
+    assert kinds == [("response_attached", "detractor"), ("status_changed", "detractor")]
+    loop.set_status(case.id, Status.CLOSED, by="dana", comment="Done again")
+    clock.advance(days=4)
+    fresh = loop.ingest(response("r-3", score=1))
+    assert fresh is not None and fresh.id != case.id

@@ -710,3 +710,12 @@ class TestDueAt:
         t = Trigger("t", score_missing(), due_in=timedelta(hours=1))
         with pytest.raises(InvalidInput, match="now"):
             due_at(t, response(), datetime(2026, 1, 1))
+
+
+def test_equal_looking_trigger_lists_are_not_confused() -> None:
+    """A list with answer_equals("plan", True) is not evaluated with a cached list for 1."""
+    from closeloop.triggers import answer_equals, explain
+
+    response = SurveyResponse(id="r-1", customer_id="c-1", answers={"plan": True})
+    assert not explain([Trigger("t0", answer_equals("plan", 1))], response)[0].matched
+    assert explain([Trigger("t0", answer_equals("plan", True))], response)[0].matched

@@ -20,6 +20,7 @@ from closeloop.errors import (
     TransitionNotAllowed,
     WorkflowError,
 )
+from closeloop.escalation import EscalationPolicy
 from closeloop.loop import CloseLoop, DeliveryReport
 from closeloop.model import (
     Assigned,
@@ -49,6 +50,7 @@ __all__ = [
     "ConcurrentUpdate",
     "DeliveryReport",
     "Escalated",
+    "EscalationPolicy",
     "Event",
     "InvalidInput",
     "NothingToChange",

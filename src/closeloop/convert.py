@@ -15,8 +15,9 @@ offending path with the validator's own words::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import cattrs
@@ -60,6 +61,12 @@ def _datetime(value: Any, _: type) -> datetime:
     return aware_datetime("value", value)
 
 
+def _seconds(value: Any) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput("value", value, "must be a number of seconds")
+    return timedelta(seconds=value)
+
+
 def _score(value: Any, _: type) -> int | None:
     return check_score("score", value)
 
@@ -69,6 +76,12 @@ converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(datetime, _datetime)
 converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
+# Durations (report KPIs) as seconds: a float, exact to the microsecond for spans
+# under about 285 years, and what JSON consumers and spreadsheets expect.
+converter.register_unstructure_hook(timedelta, lambda value: value.total_seconds())
+converter.register_structure_hook(timedelta, lambda value, _: _seconds(value))
+converter.register_unstructure_hook(Status, lambda value: value.value)
+converter.register_unstructure_hook(Priority, lambda value: value.value)
 converter.register_structure_hook(Status, lambda value, _: Status.parse(value))
 converter.register_structure_hook(Priority, lambda value, _: Priority.parse(value))
 

@@ -10,6 +10,7 @@ and ``backtest`` live here. The rules:
   attached to it (a ``"response_attached"`` event) instead of opening another.
   ``dedupe=timedelta(days=7)`` also attaches to a case closed less than seven
   days ago (without reopening it); ``dedupe="none"`` always opens a new case.
+  ``dedupe=Dedupe.reopen_within(timedelta(days=7))`` reopens such a case instead.
 - Both rules are enforced inside the store's transaction, so they hold when
   several processes ingest at once; a lost race is retried from the start.
 """
@@ -33,11 +34,13 @@ from closeloop.model import (
     ResponseAttached,
     ResponseRecord,
     Status,
+    StatusChanged,
     SurveyResponse,
 )
 from closeloop.notify.templates import render_assignment
 from closeloop.storage.base import Change
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
+from closeloop.workflow import check_transition
 
 if TYPE_CHECKING:
     from closeloop.loop import CloseLoop
@@ -58,8 +61,17 @@ class Dedupe:
     :class:`~datetime.timedelta` cool-down.
     """
 
-    mode: Literal["open-case", "none", "cooldown"]
+    mode: Literal["open-case", "none", "cooldown", "reopen"]
     cooldown: timedelta | None = None
+
+    @classmethod
+    def reopen_within(cls, window: timedelta) -> Dedupe:
+        """Like a cool-down, but a matching response within ``window`` of the close
+        reopens the case (a status change Closed → Open by the trigger) instead of
+        only joining it."""
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise InvalidInput("dedupe", window, "the reopen window must be a positive timedelta")
+        return cls("reopen", window)
 
     @classmethod
     def parse(cls, value: object) -> Dedupe:
@@ -282,9 +294,10 @@ class Intake:
         for response_id, case_id in duplicates:
             counts["duplicate"] += 1
             cases.setdefault(response_id, case_id)
-        for change in changes:
-            for notice in change.notices:
-                self.loop._deliver(notice)
+        if self.loop.deliver_notices:
+            for change in changes:
+                for notice in change.notices:
+                    self.loop._deliver(notice)
 
     def _ingest_counted(
         self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
@@ -388,13 +401,21 @@ class Intake:
             updated_at=now,
             version=case.version + 1,
         )
-        event = ResponseAttached(
+        events: list[Event] = [ResponseAttached(
             case_id=case.id, actor=match.trigger.name, at=now, seq=updated.version,
             comment=response.comment, via="trigger", response_id=response.id,
             reasons=match.reasons,
-        )
+        )]
+        if self.dedupe.mode == "reopen" and case.status is Status.CLOSED:
+            comment = f"Reopened: response {response.id} matched {match.trigger.name!r}"
+            check_transition(case.id, case.status, Status.OPEN, comment, self.loop.comment_policy)
+            updated = evolve(updated, status=Status.OPEN, closed_at=None, version=updated.version + 1)
+            events.append(StatusChanged(
+                case_id=case.id, actor=match.trigger.name, at=now, seq=updated.version,
+                comment=comment, via="trigger", from_status=Status.CLOSED, to_status=Status.OPEN,
+            ))
         return Change(
-            case=updated, expected_version=case.version, events=(event,),
+            case=updated, expected_version=case.version, events=events,
             responses=(self._record(response, "attached", case.id, now),),
         )
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from attrs import evolve, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput, NothingToChange
+from closeloop.escalation import EscalationPolicy, EscalationRun, escalate
 from closeloop.intake import DEFAULT_BATCH, BacktestSummary, Decision, Dedupe, IngestSummary, Intake
 from closeloop.model import (
     Assigned,
@@ -28,6 +29,7 @@ from closeloop.model import (
 from closeloop.notify.base import Message, Notifier
 from closeloop.notify.log import LogNotifier
 from closeloop.notify.templates import RenderedNotice, render_assignment
+from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, Store
 from closeloop.storage.memory import MemoryStore
 from closeloop.triggers import Trigger, TriggerSet
@@ -97,6 +99,8 @@ class CloseLoop:
             ``"open-case"`` (default: join the case while it is not Closed),
             ``"none"`` (always open a new case), or a timedelta cool-down (also join
             a case closed less than that long ago).
+        escalation: when :meth:`escalate` escalates cases and to whom; default
+            overdue cases only, to their assignee, at most once a day.
         comment_policy: which workflow changes need a comment; default closing and
             reopening.
         case_url: the app's page for a case, used as the link in notices when
@@ -107,6 +111,9 @@ class CloseLoop:
         id_factory: makes case and notice ids; default random hex.
         delivery_lease: how long a process may hold a notice it is delivering
             before another process may retry it.
+        deliver_notices: deliver notices right after each change (default). With
+            ``False`` they are only written to the outbox, for another process to
+            send with :meth:`deliver_pending` (e.g. a cron job without a mailer).
 
     Example::
 
@@ -124,10 +131,12 @@ class CloseLoop:
         *,
         triggers: Iterable[Trigger] = (),
         dedupe: Dedupe | str | timedelta = "open-case",
+        escalation: EscalationPolicy | None = None,
         comment_policy: CommentPolicy | None = None,
         case_url: str | None = None,
         id_factory: Callable[[], str] | None = None,
         delivery_lease: timedelta = timedelta(minutes=5),
+        deliver_notices: bool = True,
         one_touch: OneTouch | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
@@ -149,7 +158,13 @@ class CloseLoop:
         if not isinstance(delivery_lease, timedelta) or delivery_lease <= timedelta(0):
             raise InvalidInput("delivery_lease", delivery_lease, "must be a positive timedelta")
         self.delivery_lease = delivery_lease
+        if not isinstance(deliver_notices, bool):
+            raise InvalidInput("deliver_notices", deliver_notices, "must be True or False")
+        self.deliver_notices = deliver_notices
         self._intake = Intake(self, triggers, dedupe)
+        if escalation is not None and not isinstance(escalation, EscalationPolicy):
+            raise InvalidInput("escalation", escalation, "must be an EscalationPolicy")
+        self.escalation = EscalationPolicy() if escalation is None else escalation
         if one_touch is not None and not callable(getattr(one_touch, "bind", None)):
             raise InvalidInput("one_touch", type(one_touch).__name__,
                                "must be a closeloop.onetouch.OneTouch")
@@ -219,6 +234,37 @@ class CloseLoop:
     def backtest(self, responses: Sequence[SurveyResponse]) -> BacktestSummary:
         """Run historical responses through the rules without writing; summarise the outcome."""
         return self._intake.backtest(responses)
+
+    def escalate(self, *, dry_run: bool = False, limit: int = 500) -> EscalationRun:
+        """Escalate overdue (and, per policy, untouched) cases: an event and an email each.
+
+        The assignee (or the policy's fallback for unassigned cases) gets an
+        escalation notice with the one-touch Change link when one-touch is
+        configured. A case is escalated at most once per ``resend_after``, even
+        with several processes running this at once. ``dry_run`` only reports.
+        """
+        return escalate(self, self.escalation, dry_run=dry_run, limit=limit)
+
+    # -- reporting ------------------------------------------------------------------
+
+    def report(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        assignee: str | None = None,
+        reason: str | None = None,
+    ) -> Report:
+        """The KPIs over cases opened in ``[since, until)``, optionally one assignee's or reason's.
+
+        Computed inside the store. ``loop.report().status_counts`` is the sums of
+        Open, Progress and Closed cases; see :class:`~closeloop.reporting.Report`.
+        """
+        query = ReportQuery(now=self.now(), since=since, until=until, assignee=assignee,
+                            reason=reason)
+        if since is not None and until is not None and since >= until:
+            raise InvalidInput("until", until, "must be later than since")
+        return self.store.report(query)
 
     # -- reading ------------------------------------------------------------------
 
@@ -442,13 +488,18 @@ class CloseLoop:
             text=rendered.text,
             html=rendered.html,
             created_at=now,
-            # Claimed by this process, which delivers it right after the commit.
-            next_attempt_at=now + self.delivery_lease,
+            # Claimed by this process, which delivers it right after the commit
+            # (or, when this loop does not deliver, due at once for whoever does).
+            next_attempt_at=now + self.delivery_lease if self.deliver_notices else now,
         )
 
     def _link_for(self, case: Case) -> str | None:
         if self._one_touch is not None and case.assignee is not None:
             return self._one_touch.link_for(case)
+        return self._case_link(case)
+
+    def _case_link(self, case: Case) -> str | None:
+        """The app's page for the case (``case_url``), if configured."""
         if self.case_url is not None:
             return self.case_url.format(case_id=quote(case.id, safe=""))
         return None
@@ -468,6 +519,7 @@ class CloseLoop:
 
     def _commit(self, change: Change) -> None:
         self.store.commit(change)
-        for notice in change.notices:
-            self._deliver(notice)
+        if self.deliver_notices:
+            for notice in change.notices:
+                self._deliver(notice)
 

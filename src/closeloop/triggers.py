@@ -371,7 +371,14 @@ def _trigger_set(triggers: TriggerSet | Iterable[Trigger]) -> TriggerSet:
     if isinstance(triggers, TriggerSet):
         return triggers
     cached = _last_compiled
-    if cached is not None and type(triggers) in (list, tuple) and cached.triggers == tuple(triggers):
+    # Identity, not equality: answer_equals("k", 1) == answer_equals("k", True), yet
+    # they match different answers, so equal-looking lists must not share a compiled set.
+    if (
+        cached is not None
+        and type(triggers) in (list, tuple)
+        and len(cached.triggers) == len(triggers)  # type: ignore[arg-type]
+        and all(a is b for a, b in zip(cached.triggers, triggers, strict=True))
+    ):
         return cached
     if isinstance(triggers, Trigger | str) or not isinstance(triggers, Iterable):
         raise InvalidInput("triggers", triggers, "must be a list of triggers")

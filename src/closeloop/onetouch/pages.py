@@ -57,14 +57,15 @@ log = logging.getLogger("closeloop.onetouch")
 MAX_BODY_BYTES = 12 * MAX_COMMENT_LENGTH + 64 * 1024
 
 _STYLE = (
+    # Ids are long unbroken strings; letting them wrap keeps phones from zooming out.
     "body{font-family:system-ui,sans-serif;margin:0;padding:16px;line-height:1.4;"
-    "color:#202124;background:#fff}"
+    "color:#202124;background:#fff;overflow-wrap:anywhere}"
     "main{max-width:36rem;margin:0 auto}"
     "h1{font-size:1.5rem}"
     "table{border-collapse:collapse;margin-bottom:1rem}"
     "th{text-align:left;padding:2px 12px 2px 0;vertical-align:top}"
     "ol{padding-left:1.2rem}li{margin-bottom:.4rem}"
-    ".said,blockquote{white-space:pre-wrap;overflow-wrap:anywhere}"
+    ".said,blockquote{white-space:pre-wrap}"
     "blockquote{margin:0 0 1rem;padding:8px 12px;border-left:4px solid #1a73e8;"
     "background:#f1f3f4}"
     "fieldset{border:0;padding:0;margin:0 0 1rem}"

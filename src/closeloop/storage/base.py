@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from attrs import field, frozen
 
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.reporting import Report, ReportQuery
 
 __all__ = ["Change", "Store"]
 
@@ -103,6 +104,22 @@ class Store(Protocol):
 
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         """Each customer's most recently created case (any status); customers with none are absent."""
+        ...
+
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        """Cases due for escalation, oldest opened first (ties in creation order).
+
+        A case qualifies when it is not Closed, is overdue (``due_at <= now``) or
+        untouched (``untouched_before`` given and ``updated_at <= untouched_before``),
+        and has no "escalated" event at or after ``quiet_since``.
+        """
+        ...
+
+    def report(self, query: ReportQuery) -> Report:
+        """Compute the KPIs inside the store, without loading every case into memory."""
         ...
 
     def link_used(self, link_id: str) -> bool:

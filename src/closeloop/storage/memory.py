@@ -14,7 +14,9 @@ from attrs import evolve
 
 from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError, TokenUsed
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, check_change
+from closeloop.storage.memory_report import report_from_memory
 
 __all__ = ["MemoryStore"]
 
@@ -112,6 +114,26 @@ class MemoryStore:
         with self._lock:
             return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
 
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        with self._lock:
+            found = [
+                case for case in self._cases.values()
+                if case.status is not Status.CLOSED
+                and (
+                    (case.due_at is not None and case.due_at <= now)
+                    or (untouched_before is not None and case.updated_at <= untouched_before)
+                )
+                and not any(
+                    event.kind == "escalated" and event.at >= quiet_since
+                    for event in self._events[case.id]
+                )
+            ]
+        found.sort(key=lambda case: case.opened_at)  # stable: ties keep creation order
+        return found[:limit]
+
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         with self._lock:
             return {
@@ -119,6 +141,11 @@ class MemoryStore:
                 for customer in customer_ids
                 if customer in self._by_customer
             }
+
+    def report(self, query: ReportQuery) -> Report:
+        with self._lock:  # one consistent snapshot; the aggregation reads, it copies nothing
+            return report_from_memory(query, self._cases.values(), self._events,
+                                      self._responses.values())
 
     def link_used(self, link_id: str) -> bool:
         with self._lock:

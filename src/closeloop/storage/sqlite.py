@@ -37,6 +37,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, check_change
 
 __all__ = ["SQLiteStore"]
@@ -113,6 +114,37 @@ MIGRATIONS: Sequence[str] = (
         link_id TEXT PRIMARY KEY,
         case_id TEXT NOT NULL REFERENCES cases (id)
     );
+    """,
+    # Reporting (see storage/sqlite_report.py): every KPI comes from an index scan, a
+    # streaming GROUP BY or an index walk to a rank, never from a sort of every case.
+    # `first_action_at` is kept by a trigger in the same transaction as the event;
+    # it is when the case's first status change, assignment or comment by someone
+    # other than its opener happened (NULL until then).
+    """
+    ALTER TABLE cases ADD COLUMN first_action_at INTEGER;
+    UPDATE cases SET first_action_at = (
+        SELECT e.at FROM events AS e
+        WHERE e.case_id = cases.id AND e.seq > 1
+            AND e.kind IN ('status_changed', 'assigned', 'commented')
+            AND e.actor != cases.opened_by
+        ORDER BY e.seq LIMIT 1
+    );
+    CREATE TRIGGER cases_first_action AFTER INSERT ON events
+    WHEN NEW.seq > 1 AND NEW.kind IN ('status_changed', 'assigned', 'commented')
+    BEGIN
+        UPDATE cases SET first_action_at = NEW.at
+        WHERE id = NEW.case_id AND first_action_at IS NULL AND opened_by != NEW.actor;
+    END;
+    CREATE INDEX cases_report ON cases
+        (assignee, reasons, status, opened_at, due_at, closed_at, first_action_at);
+    CREATE INDEX cases_time_to_close ON cases (closed_at - opened_at, opened_at, assignee)
+        WHERE closed_at IS NOT NULL;
+    CREATE INDEX cases_time_to_close_by_assignee ON cases
+        (assignee, closed_at - opened_at, opened_at) WHERE closed_at IS NOT NULL;
+    CREATE INDEX cases_time_to_first_action ON cases
+        (first_action_at - opened_at, opened_at, assignee) WHERE first_action_at IS NOT NULL;
+    CREATE INDEX cases_last_close ON cases (customer_id, closed_at, opened_at, assignee)
+        WHERE closed_at IS NOT NULL;
     """,
 )
 
@@ -346,6 +378,25 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 raise TokenUsed() from None
 
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        untouched = None if untouched_before is None else to_micros(untouched_before)
+        with _translated("reading"):
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
+                    "AND (due_at <= ? OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
+                    "AS e WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= ?) "
+                    "ORDER BY opened_at, rowid LIMIT ?",
+                    (to_micros(now), untouched, to_micros(quiet_since), limit),
+                )
+                .fetchall()
+            )
+        return [_case_from_row(row) for row in rows]
+
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         latest: dict[str, Case] = {}
         ids = list(dict.fromkeys(customer_ids))
@@ -361,6 +412,13 @@ class SQLiteStore:
                 ).fetchall()
                 latest.update((row[1], _case_from_row(row)) for row in rows)
         return latest
+
+    def report(self, query: ReportQuery) -> Report:
+        # Imported here: sqlite_report builds on this module's time conversions.
+        from closeloop.storage.sqlite_report import report_from_sqlite
+
+        with _translated("reporting"):
+            return report_from_sqlite(self._connection(), query)
 
     def link_used(self, link_id: str) -> bool:
         with _translated("reading"):
@@ -543,7 +601,18 @@ def _response_from_row(row: Sequence[Any]) -> ResponseRecord:
 
 
 def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip()]
+    # Split on ";" but keep a CREATE TRIGGER whole: its body has ";" of its own.
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending.strip())
+    return statements
 
 
 @contextmanager

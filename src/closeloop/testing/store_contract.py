@@ -406,3 +406,33 @@ class StoreContract:
         latest = store.latest_cases(["A", "B", "C", "A"])
         assert {customer: case.id for customer, case in latest.items()} == {"A": "a2", "B": "b1"}
         assert store.latest_cases([]) == {}
+
+    def test_escalation_candidates(self, store: Store) -> None:
+        """Overdue or untouched cases that are not Closed and not escalated lately qualify."""
+        day = timedelta(days=1)
+        specs: list[tuple[str, dict[str, Any]]] = [
+            ("overdue", {"due_at": T0 + day}),
+            ("not-due-yet", {"due_at": T0 + 5 * day, "updated_at": T0 + 2 * day}),
+            ("untouched", {}),
+            ("closed-overdue", {"due_at": T0, "status": Status.CLOSED, "closed_at": T0}),
+            ("escalated-lately", {"due_at": T0}),
+            ("escalated-long-ago", {"due_at": T0}),
+        ]
+        for case_id, fields in specs:
+            store.commit(opened_change(make_case(case_id, **fields)))
+        for case_id, at in [("escalated-lately", T0 + 2 * day), ("escalated-long-ago", T0)]:
+            store.commit(Change(
+                case=_next(store.get(case_id), at), expected_version=1,
+                events=(Escalated(case_id=case_id, actor="closeloop", at=at, seq=2),),
+            ))
+        now = T0 + 3 * day
+        found = store.escalation_candidates(
+            now=now, untouched_before=None, quiet_since=now - day, limit=10
+        )
+        assert [case.id for case in found] == ["overdue", "escalated-long-ago"]
+        found = store.escalation_candidates(
+            now=now, untouched_before=T0, quiet_since=now - day, limit=10
+        )
+        assert [case.id for case in found] == ["overdue", "untouched", "escalated-long-ago"]
+        assert len(store.escalation_candidates(
+            now=now, untouched_before=T0, quiet_since=now - day, limit=1)) == 1

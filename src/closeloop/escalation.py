@@ -1,0 +1,143 @@
+"""Escalation: overdue or untouched cases get an email, once per interval.
+
+``loop.escalate()`` is meant for cron (or any scheduler), possibly in several
+processes at once. Each escalation is a change to the case (an "escalated"
+event, version + 1) committed against the version that was read, so when two
+processes pick the same case exactly one commits it and the other skips it;
+a case escalated less than ``resend_after`` ago is not picked again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from attrs import evolve, field, frozen
+
+from closeloop.errors import ConcurrentUpdate, InvalidInput
+from closeloop.model import Case, Escalated
+from closeloop.notify.templates import render_escalation
+from closeloop.storage.base import Change
+from closeloop.validate import attrs_validator, check_optional_id
+
+if TYPE_CHECKING:
+    from closeloop.loop import CloseLoop
+
+__all__ = ["Escalation", "EscalationPolicy", "EscalationRun"]
+
+_WHY = {"overdue": "overdue", "untouched": "waiting without any change"}
+
+#: The actor recorded on escalation events.
+ESCALATION_ACTOR = "closeloop"
+
+
+def _optional_positive(instance: Any, attribute: Any, value: Any) -> None:
+    if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
+        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be a positive timedelta")
+
+
+def _positive(instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be a positive timedelta")
+
+
+def _bool(instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be True or False")
+
+
+@frozen(kw_only=True)
+class EscalationPolicy:
+    """When cases are escalated and to whom.
+
+    Args:
+        overdue: escalate cases past their ``due_at``.
+        untouched_for: also escalate cases with no change for this long (``None``: don't).
+            Any change counts, an escalation included.
+        resend_after: do not escalate the same case again within this interval.
+        fallback: who is told about unassigned cases (a manager or team inbox);
+            ``None`` records the escalation without emailing anyone.
+
+    Example::
+
+        CloseLoop(..., escalation=EscalationPolicy(untouched_for=timedelta(days=2),
+                                                   fallback="cx-lead"))
+    """
+
+    overdue: bool = field(default=True, validator=_bool)
+    untouched_for: timedelta | None = field(default=None, validator=_optional_positive)
+    resend_after: timedelta = field(default=timedelta(hours=24), validator=_positive)
+    fallback: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.overdue and self.untouched_for is None:
+            raise InvalidInput("overdue", self.overdue,
+                               "nothing would ever be escalated: set overdue or untouched_for")
+
+
+@frozen
+class Escalation:
+    """One case escalated: to whom (``None`` when nobody was emailed) and why."""
+
+    case_id: str
+    to: str | None
+    why: Literal["overdue", "untouched"]
+
+
+@frozen
+class EscalationRun:
+    """What one :meth:`~closeloop.CloseLoop.escalate` call did (or, dry, would do).
+
+    ``skipped`` counts cases another process changed between reading and escalating.
+    """
+
+    escalated: tuple[Escalation, ...]
+    skipped: int
+    dry_run: bool
+
+
+def escalate(loop: CloseLoop, policy: EscalationPolicy, *, dry_run: bool, limit: int) -> EscalationRun:
+    """Escalate every case due for it (up to ``limit``); see the module docstring."""
+    if not isinstance(dry_run, bool):
+        raise InvalidInput("dry_run", dry_run, "must be True or False")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput("limit", limit, "must be a positive integer")
+    now = loop.now()
+    untouched_before = None if policy.untouched_for is None else now - policy.untouched_for
+    candidates = loop.store.escalation_candidates(
+        now=now if policy.overdue else datetime.min.replace(tzinfo=now.tzinfo),
+        untouched_before=untouched_before, quiet_since=now - policy.resend_after, limit=limit,
+    )
+    done: list[Escalation] = []
+    skipped = 0
+    for case in candidates:
+        why: Literal["overdue", "untouched"] = (
+            "overdue" if policy.overdue and case.due_at is not None and case.due_at <= now
+            else "untouched"
+        )
+        to = case.assignee or policy.fallback
+        if not dry_run:
+            try:
+                _escalate_case(loop, case, why, to, now)
+            except ConcurrentUpdate:
+                skipped += 1
+                continue
+        done.append(Escalation(case.id, to, why))
+    return EscalationRun(tuple(done), skipped, dry_run)
+
+
+def _escalate_case(
+    loop: CloseLoop, case: Case, why: Literal["overdue", "untouched"], to: str | None,
+    now: datetime,
+) -> None:
+    updated = evolve(case, updated_at=now, version=case.version + 1)
+    event = Escalated(case_id=case.id, actor=ESCALATION_ACTOR, at=now, seq=updated.version,
+                      notified=to, why=why)
+    notices = []
+    if to is not None:
+        # The one-touch link is bound to the assignee, so only they get one.
+        link = loop._link_for(updated) if to == case.assignee else loop._case_link(updated)
+        rendered = render_escalation(updated, _WHY[why], link)
+        notices.append(loop._notice(updated, "escalated", to, rendered, now))
+    loop._commit(Change(case=updated, expected_version=case.version, events=(event,),
+                        notices=notices))

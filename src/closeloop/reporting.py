@@ -1,0 +1,286 @@
+"""The KPIs of a closed-loop programme, as one frozen :class:`Report`.
+
+Stores compute reports inside themselves (SQL for SQLite, grouped aggregation
+for memory) from a :class:`ReportQuery`; every store gives the same report for
+the same data (a contract test holds them to it). The full definitions are in
+``docs/reporting.md``; the short version is on each field below.
+
+The helpers at the end of this module (:func:`durations`, :func:`summarise`,
+:func:`median`, :func:`nearest_rank`, :func:`age_bucket`, :func:`share`,
+:func:`full_counts`)
+turn the integers a store has aggregated into report values. Every store goes
+through them, so rounding and percentile rules cannot drift apart.
+
+A report becomes plain data with :func:`closeloop.convert.unstructure`: statuses
+become their values (``"open"``), durations become seconds (a float, exact to
+the microsecond) and datetimes ISO 8601 strings::
+
+    >>> from closeloop import CloseLoop
+    >>> from closeloop.convert import unstructure
+    >>> unstructure(CloseLoop().report())["status_counts"]
+    {'open': 0, 'progress': 0, 'closed': 0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from attrs import field, frozen
+
+from closeloop.model import Case, Status
+from closeloop.validate import attrs_validator, aware_datetime, check_optional_id, optional_aware_datetime
+
+__all__ = [
+    "AGE_BUCKETS",
+    "DETRACTOR_SCORES",
+    "FIRST_ACTION_KINDS",
+    "RECOVERED_SCORE",
+    "AssigneeStats",
+    "Durations",
+    "Recovery",
+    "Report",
+    "ReportQuery",
+    "StatusCounts",
+    "age_bucket",
+    "durations",
+    "full_counts",
+    "median",
+    "nearest_rank",
+    "share",
+    "summarise",
+]
+
+#: Status -> number of cases; all three statuses are always present.
+StatusCounts = Mapping[Status, int]
+
+#: Age buckets of open cases, by age since opening: ``[lower, upper)``.
+AGE_BUCKETS: tuple[tuple[str, timedelta, timedelta | None], ...] = (
+    ("< 1 day", timedelta(0), timedelta(days=1)),
+    ("1-3 days", timedelta(days=1), timedelta(days=3)),
+    ("3-7 days", timedelta(days=3), timedelta(days=7)),
+    ("> 7 days", timedelta(days=7), None),
+)
+
+#: Event kinds that count as a first action on a case (when not by whoever opened it).
+FIRST_ACTION_KINDS: tuple[str, ...] = ("status_changed", "assigned", "commented")
+
+#: Scores of a detractor (NPS 0–6).
+DETRACTOR_SCORES = range(0, 7)
+#: The lowest score that counts as recovered (a passive or a promoter).
+RECOVERED_SCORE = 7
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@frozen(kw_only=True)
+class ReportQuery:
+    """What to report on.
+
+    Attributes:
+        now: the time the report is made at (ages, overdue).
+        since, until: only cases opened in ``[since, until)``; ``None`` = unbounded.
+        assignee: only cases currently assigned to this user.
+        reason: only cases with this reason (trigger) among their reasons.
+    """
+
+    now: datetime = field(validator=attrs_validator(aware_datetime))
+    since: datetime | None = field(default=None, validator=attrs_validator(optional_aware_datetime))
+    until: datetime | None = field(default=None, validator=attrs_validator(optional_aware_datetime))
+    assignee: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    reason: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+
+    def selects(self, case: Case) -> bool:
+        """Whether ``case`` is one this query reports on."""
+        return (
+            (self.since is None or case.opened_at >= self.since)
+            and (self.until is None or case.opened_at < self.until)
+            and (self.assignee is None or case.assignee == self.assignee)
+            and (self.reason is None or self.reason in case.reasons)
+        )
+
+
+@frozen(kw_only=True)
+class Durations:
+    """Summary of a set of durations.
+
+    ``median`` and ``p90`` are nearest-rank percentiles (the smallest value with at
+    least 50 % / 90 % of values at or below it, see :func:`nearest_rank`); ``mean``
+    is rounded down to the microsecond. All are ``None`` when ``count`` is 0.
+    """
+
+    count: int
+    mean: timedelta | None = None
+    median: timedelta | None = None
+    p90: timedelta | None = None
+
+
+@frozen(kw_only=True)
+class AssigneeStats:
+    """One assignee's cases: how many per status, and their median time to close.
+
+    ``median_time_to_close`` is over the assignee's cases that are Closed now
+    (nearest rank), ``None`` when they have none.
+    """
+
+    status_counts: StatusCounts
+    median_time_to_close: timedelta | None
+
+
+@frozen(kw_only=True)
+class Recovery:
+    """Whether rescued customers come back happier.
+
+    For each customer, the case looked at is their most recently closed case
+    (latest ``closed_at``, ties by the larger case id) among the reported cases
+    that are Closed now and have a response submitted at or before their close.
+    "Before" is that case's last such response (latest ``submitted_at``, ties by
+    the larger response id); "after" is the customer's first response of any
+    kind submitted after ``closed_at`` (ties by the smaller response id).
+
+    Attributes:
+        customers: customers with such a case who sent a response after it closed.
+        detractors: of those, customers whose "before" score was a detractor (0–6).
+        recovered: of the detractors, those whose "after" score was 7 or more.
+        rate: ``recovered / detractors``, or ``None`` when there are no detractors.
+        mean_score_before: mean "before" score of ``customers`` (scored ones only).
+        mean_score_after: mean "after" score of ``customers`` (scored ones only).
+    """
+
+    customers: int
+    detractors: int
+    recovered: int
+    rate: float | None
+    mean_score_before: float | None
+    mean_score_after: float | None
+
+    @classmethod
+    def from_totals(
+        cls,
+        *,
+        customers: int,
+        detractors: int,
+        recovered: int,
+        before_sum: int,
+        before_count: int,
+        after_sum: int,
+        after_count: int,
+    ) -> Recovery:
+        """Build from integer totals; the one place where the shares are divided."""
+        return cls(
+            customers=customers,
+            detractors=detractors,
+            recovered=recovered,
+            rate=share(recovered, detractors),
+            mean_score_before=None if before_count == 0 else before_sum / before_count,
+            mean_score_after=None if after_count == 0 else after_sum / after_count,
+        )
+
+
+@frozen(kw_only=True)
+class Report:
+    """The KPIs. Durations are timedeltas; shares are floats in 0..1 or ``None``.
+
+    Every figure is over the cases the query selects (opened in
+    ``[since, until)``, currently assigned to ``assignee``, carrying ``reason``).
+    Mappings are ordered by key (``aging`` in :data:`AGE_BUCKETS` order).
+
+    Attributes:
+        query: what was asked for.
+        status_counts: cases per status (Open, Progress, Closed always present).
+        unassigned: cases with no assignee.
+        by_assignee: per current assignee, counts per status and median time to close.
+        by_reason: per reason, counts per status; a case with two reasons counts
+            under both.
+        time_to_first_action: opened → first status change, assignment or comment
+            by someone other than whoever opened it; cases without one are left out.
+        time_to_close: opened → last close, over cases that are Closed now (a case
+            reopened and not closed again is not counted).
+        overdue: cases not Closed whose ``due_at`` is before ``query.now``.
+        closed_within_sla: share of Closed cases with a due date closed at or before it.
+        aging: cases not Closed, by age since opening (keys of :data:`AGE_BUCKETS`).
+        recovery: see :class:`Recovery`.
+    """
+
+    query: ReportQuery
+    status_counts: StatusCounts
+    unassigned: int
+    by_assignee: Mapping[str, AssigneeStats]
+    by_reason: Mapping[str, StatusCounts]
+    time_to_first_action: Durations
+    time_to_close: Durations
+    overdue: int
+    closed_within_sla: float | None
+    aging: Mapping[str, int]
+    recovery: Recovery
+
+    @property
+    def total(self) -> int:
+        """Number of cases reported on."""
+        return sum(self.status_counts.values())
+
+
+# -- shared arithmetic ---------------------------------------------------------------
+
+
+def nearest_rank(count: int, percent: int) -> int:
+    """The 1-based rank of the nearest-rank ``percent`` percentile of ``count`` values.
+
+    ``ceil(percent * count / 100)``, in integers so that SQL computes the same:
+    the median of 4 values is the 2nd, their p90 the 4th.
+    """
+    return (percent * count + 99) // 100
+
+
+def summarise(count: int, total_us: int, median_us: int | None, p90_us: int | None) -> Durations:
+    """A :class:`Durations` from a count, the exact sum and the two percentiles, in µs."""
+    if count == 0:
+        return Durations(count=0)
+    if median_us is None or p90_us is None:
+        raise ValueError("percentiles are required when count > 0")
+    return Durations(
+        count=count,
+        mean=(total_us // count) * _MICROSECOND,  # floor, also for negative sums
+        median=median_us * _MICROSECOND,
+        p90=p90_us * _MICROSECOND,
+    )
+
+
+def durations(values_us: Iterable[int]) -> Durations:
+    """Summarise durations given in integer microseconds (any order)."""
+    ordered = sorted(values_us)
+    count = len(ordered)
+    if count == 0:
+        return Durations(count=0)
+    return summarise(
+        count,
+        sum(ordered),
+        ordered[nearest_rank(count, 50) - 1],
+        ordered[nearest_rank(count, 90) - 1],
+    )
+
+
+def median(values_us: Iterable[int]) -> timedelta | None:
+    """The nearest-rank median of durations in microseconds, or ``None`` for none."""
+    return durations(values_us).median
+
+
+def age_bucket(age: timedelta) -> str:
+    """The :data:`AGE_BUCKETS` key for an open case of this age.
+
+    A negative age (opened after ``now``: a clock set back) counts as the first bucket.
+    """
+    for name, _, upper in AGE_BUCKETS:
+        if upper is None or age < upper:
+            return name
+    raise AssertionError("the last bucket is unbounded")  # pragma: no cover
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part / whole``, or ``None`` when ``whole`` is 0."""
+    return None if whole == 0 else part / whole
+
+
+def full_counts(counts: Mapping[Status, int]) -> dict[Status, int]:
+    """Counts per status with every status present (missing ones as 0), in workflow order."""
+    return {status: counts.get(status, 0) for status in Status}

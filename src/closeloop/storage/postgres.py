@@ -1,0 +1,682 @@
+"""The store for many processes on many machines: PostgreSQL through psycopg 3.
+
+Install it with ``pip install "closeloop[postgres]"`` (psycopg and psycopg_pool).
+Importing this module without them works; building a :class:`PostgresStore`
+then raises :class:`~closeloop.errors.StoreError` saying what to install.
+
+How it keeps the :class:`~closeloop.storage.Store` contract:
+
+- every write is one transaction at READ COMMITTED; a case row is updated only
+  ``WHERE id = … AND version = …``, so a stale write changes no row and raises
+  :class:`~closeloop.errors.ConcurrentUpdate`;
+- a transaction that writes a new case, or reopens a Closed one, first takes a
+  transaction-scoped advisory lock on the customer id. The
+  ``sole_active_case`` check runs under that lock, so two processes opening a
+  case for the same customer at once are serialised and the second sees the
+  first's case;
+- a batch locks the rows it will change up front, in id order, so two batches
+  never deadlock; if the server still aborts a transaction as a deadlock or a
+  serialisation failure, nothing was written and it is raised as
+  ConcurrentUpdate;
+- response ids, used links and notice ids are primary keys, so the database
+  itself refuses a second ingest of a response or a second use of a link;
+- outbox claims use ``FOR UPDATE SKIP LOCKED``, so several deliverers share the
+  notices without waiting for each other and never get the same one;
+- the schema is created and migrated on construction (see
+  :mod:`closeloop.storage.postgres_schema`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from closeloop.convert import structure_event, unstructure
+from closeloop.errors import (
+    CaseNotFound,
+    CloseLoopError,
+    ConcurrentUpdate,
+    InvalidInput,
+    StoreError,
+    TokenUsed,
+)
+from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
+from closeloop.reporting import Report, ReportQuery
+from closeloop.storage.base import Change, check_change
+from closeloop.storage.postgres_report import report_from_postgres
+from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
+
+try:
+    import psycopg
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # the extra is not installed: PostgresStore() says so
+    _DRIVER_MISSING: ImportError | None = exc
+else:
+    _DRIVER_MISSING = None
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["INSTALL_HINT", "PostgresStore"]
+
+INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "closeloop[postgres]"'
+
+_CASE_COLUMNS = (
+    "id, customer_id, status, assignee, reasons, response_ids, priority, due_at, "
+    "opened_at, updated_at, closed_at, opened_by, version"
+)
+_EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
+_NOTICE_COLUMNS = (
+    "id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
+    "attempts, last_error, sent_at"
+)
+_RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
+
+#: Statement templates; ``{s}`` is the quoted schema name.
+_SQL = {
+    "lock_customers": (
+        "SELECT pg_advisory_xact_lock(hashtext(%s), key) FROM (SELECT DISTINCT hashtext(c) AS key "
+        "FROM unnest(%s::text[]) AS c) AS keys ORDER BY key"
+    ),
+    "lock_cases": "SELECT id, version FROM {s}.cases WHERE id = ANY(%s) ORDER BY id "
+                  "FOR NO KEY UPDATE",
+    "active_cases": "SELECT customer_id, id, version FROM {s}.cases WHERE customer_id = ANY(%s) "
+                    "AND status <> 'closed' ORDER BY created_seq",
+    "insert_case": f"INSERT INTO {{s}}.cases ({_CASE_COLUMNS}) VALUES "
+                   "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                   "ON CONFLICT (id) DO NOTHING RETURNING id",
+    "update_case": "UPDATE {s}.cases SET customer_id = %s, status = %s, assignee = %s, "
+                   "reasons = %s, response_ids = %s, priority = %s, due_at = %s, opened_at = %s, "
+                   "updated_at = %s, closed_at = %s, opened_by = %s, version = %s "
+                   "WHERE id = %s AND version = %s RETURNING id",
+    "version": "SELECT version FROM {s}.cases WHERE id = %s",
+    "insert_event": "INSERT INTO {s}.events (kind, case_id, actor, at, seq, comment, via, data) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+    "insert_notice": f"INSERT INTO {{s}}.outbox ({_NOTICE_COLUMNS}) VALUES "
+                     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "insert_response": f"INSERT INTO {{s}}.responses ({_RESPONSE_COLUMNS}) VALUES "
+                       "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
+                       "RETURNING response_id",
+    "use_link": "INSERT INTO {s}.used_links (link_id, case_id) VALUES (%s, %s) "
+                "ON CONFLICT (link_id) DO NOTHING RETURNING link_id",
+    "responses": f"SELECT {_RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
+    "latest_cases": f"SELECT DISTINCT ON (customer_id) {_CASE_COLUMNS} FROM {{s}}.cases "
+                    "WHERE customer_id = ANY(%s) ORDER BY customer_id, created_seq DESC",
+    "escalation_candidates": (
+        f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases AS c WHERE status <> 'closed' "
+        "AND (due_at <= %s OR updated_at <= %s) AND NOT EXISTS (SELECT 1 FROM {s}.events AS e "
+        "WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= %s) "
+        "ORDER BY opened_at, created_seq LIMIT %s FOR NO KEY UPDATE OF c SKIP LOCKED"
+    ),
+    "link_used": "SELECT 1 FROM {s}.used_links WHERE link_id = %s",
+    "rotate": "INSERT INTO {s}.rotations AS r (key, position) VALUES (%s, 1) ON CONFLICT (key) "
+              "DO UPDATE SET position = r.position + 1 RETURNING position",
+    "get": f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases WHERE id = %s",
+    "history": "SELECT e.kind, e.case_id, e.actor, e.at, e.seq, e.comment, e.via, e.data "
+               "FROM {s}.cases AS c LEFT JOIN {s}.events AS e ON e.case_id = c.id "
+               "WHERE c.id = %s ORDER BY e.seq",
+    "claim_notices": (
+        f"UPDATE {{s}}.outbox SET next_attempt_at = %s WHERE id IN (SELECT id FROM {{s}}.outbox "
+        "WHERE sent_at IS NULL AND next_attempt_at <= %s "
+        'ORDER BY created_at, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED) '
+        f"RETURNING {_NOTICE_COLUMNS}"
+    ),
+    "notice_sent": "UPDATE {s}.outbox SET sent_at = %s WHERE id = %s",
+    "notice_failed": "UPDATE {s}.outbox SET attempts = attempts + 1, last_error = %s, "
+                     "next_attempt_at = %s WHERE id = %s",
+    "pending_notices": f"SELECT {_NOTICE_COLUMNS} FROM {{s}}.outbox WHERE sent_at IS NULL "
+                       'ORDER BY created_at, id COLLATE "C"',
+}
+
+
+def _require_driver() -> None:
+    if _DRIVER_MISSING is not None:
+        raise StoreError(INSTALL_HINT) from _DRIVER_MISSING
+
+
+class PostgresStore:
+    """Keeps cases in PostgreSQL, for apps that run many processes on many machines.
+
+    Args:
+        dsn_or_pool: a libpq connection string (``"postgresql://app@db/crm"``), for
+            which the store opens and owns a pool; or a
+            ``psycopg_pool.ConnectionPool`` you own (the store borrows it and never
+            closes it).
+        schema: the PostgreSQL schema for closeloop's tables, created and
+            migrated on construction.
+        pool_size: most connections the store's own pool opens (DSN only).
+        timeout: seconds to wait for a free pool connection, or for the server
+            at start-up, before raising StoreError.
+
+    Example::
+
+        store = PostgresStore("postgresql://app@db.internal/crm", pool_size=8)
+        loop = CloseLoop(store=store)
+
+    Raises:
+        StoreError: psycopg is not installed, the server cannot be reached, or the
+            schema belongs to a newer closeloop or to something else.
+        InvalidInput: an argument is of the wrong kind.
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | ConnectionPool[Any],
+        *,
+        schema: str = "closeloop",
+        pool_size: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        _require_driver()
+        self.schema = check_schema_name(schema)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise InvalidInput("pool_size", pool_size, "must be a positive integer")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
+        self.pool_size = pool_size
+        self.timeout = float(timeout)
+        self._sql = {name: sql.format(s=quoted(schema)) for name, sql in _SQL.items()}
+        self._lock = threading.Lock()
+        self._inherited: list[ConnectionPool[Any]] = []
+        self._pid = os.getpid()
+        if isinstance(dsn_or_pool, ConnectionPool):
+            self._dsn: str | None = None
+            self._pool: ConnectionPool[Any] = dsn_or_pool
+            with self._translated("creating the schema"), self._connection() as conn:
+                migrate(conn, schema)
+        elif isinstance(dsn_or_pool, str):
+            self._dsn = dsn_or_pool
+            # Migrate on a connection of its own: a wrong DSN fails at once with the
+            # server's reason, instead of after the pool has retried for `timeout`.
+            with self._translated("connecting to create the schema"), psycopg.connect(
+                dsn_or_pool, autocommit=True, connect_timeout=max(1, round(self.timeout))
+            ) as conn:
+                migrate(conn, schema)
+            self._pool = self._new_pool()
+        else:
+            raise InvalidInput(
+                "dsn_or_pool", dsn_or_pool,
+                "must be a connection string or a psycopg_pool.ConnectionPool",
+            )
+
+    # -- connections ----------------------------------------------------------------
+
+    def _new_pool(self) -> ConnectionPool[Any]:
+        assert self._dsn is not None
+        return ConnectionPool(
+            self._dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.timeout,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,  # a broken connection is replaced, not used
+            name=f"closeloop-{self.schema}",
+            open=True,
+        )
+
+    def _pool_here(self) -> ConnectionPool[Any]:
+        if self._pid == os.getpid() or self._dsn is None:
+            return self._pool
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child must not talk over its parent's sockets. The old pool
+                # is kept referenced, never closed: closing would end the parent's
+                # sessions.
+                self._inherited.append(self._pool)
+                self._pool = self._new_pool()
+                self._pid = os.getpid()
+            return self._pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        with self._pool_here().connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Turn psycopg's exceptions into closeloop's; closeloop's own pass through."""
+        try:
+            yield
+        except CloseLoopError:
+            raise
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"PostgreSQL failed while {doing} ({type(exc).__name__}: {exc}); "
+                "the transaction was rolled back, nothing was written"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL failed while {doing}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Connection[Any]]:
+        """One transaction on a pooled connection; psycopg errors come out translated.
+
+        A connection lost before the COMMIT leaves nothing written: the server
+        rolls back a transaction whose client went away. A connection lost while
+        the COMMIT itself is under way is the one case in which the outcome is
+        unknown, and the error says so.
+        """
+        committing = False
+        try:
+            with self._connection() as conn:
+                with conn.transaction():
+                    yield conn
+                    committing = True
+        except CloseLoopError:
+            raise
+        except psycopg.OperationalError as exc:
+            if _rolled_back(exc):
+                raise StoreError(
+                    f"PostgreSQL rolled the transaction back while {doing} ({exc}); nothing "
+                    "was written"
+                ) from exc
+            if committing:
+                raise StoreError(
+                    f"PostgreSQL connection failed while committing ({type(exc).__name__}: "
+                    f"{exc}); the change may or may not have been written: read it back "
+                    "before retrying"
+                ) from exc
+            raise StoreError(
+                f"PostgreSQL failed while {doing} ({type(exc).__name__}: {exc}); the "
+                "transaction was rolled back, nothing was written"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL failed while {doing}: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        """The version of closeloop's schema in the database."""
+        with self._translated("reading"), self._connection() as conn:
+            return schema_version(conn, self.schema)
+
+    def close(self) -> None:
+        """Close the store's own pool; a pool passed in is left open for its owner."""
+        if self._dsn is not None:
+            self._pool.close()
+
+    # -- writing --------------------------------------------------------------------
+
+    def commit(self, change: Change) -> None:
+        self.commit_many([change])
+
+    def commit_many(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            check_change(change)
+        if not changes:
+            return
+        try:
+            with self._transaction("writing") as conn:
+                self._apply(conn, changes)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.Error) and _rolled_back(exc.__cause__):
+                # Deadlock or serialisation failure: the server rolled everything back.
+                first = changes[0]
+                raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
+            raise
+
+    def _apply(self, conn: Connection[Any], changes: Sequence[Change]) -> None:
+        """Check and write a batch: locks first, then checks in order, then the writes."""
+        customers = sorted({
+            change.case.customer_id for change in changes
+            if change.expected_version is None or _reopens(change)
+        })
+        if customers:
+            conn.execute(self._sql["lock_customers"], (self.schema, customers))
+        ids = list(dict.fromkeys(change.case.id for change in changes))
+        stored: dict[str, int] | None = None
+        if len(ids) > 1:
+            # Lock every row the batch touches in one order, so batches never deadlock.
+            rows = conn.execute(self._sql["lock_cases"], (ids,)).fetchall()
+            stored = {row[0]: row[1] for row in rows}
+        flagged = sorted({c.case.customer_id for c in changes if c.sole_active_case})
+        active: dict[str, list[tuple[str, int]]] = {}
+        if flagged:
+            for customer, case_id, version in conn.execute(
+                self._sql["active_cases"], (flagged,)
+            ).fetchall():
+                active.setdefault(customer, []).append((case_id, version))
+        pending: dict[str, Case] = {}
+        first_expected: dict[str, int | None] = {}
+        for change in changes:
+            self._check(change, pending, first_expected, stored, active)
+            pending[change.case.id] = change.case
+        self._write_cases(conn, pending, first_expected)
+        self._write_rest(conn, changes)
+
+    @staticmethod
+    def _check(
+        change: Change,
+        pending: dict[str, Case],
+        first_expected: dict[str, int | None],
+        stored: dict[str, int] | None,
+        active: dict[str, list[tuple[str, int]]],
+    ) -> None:
+        case = change.case
+        earlier = pending.get(case.id)
+        if earlier is not None:  # built on a change earlier in this batch
+            if change.expected_version != earlier.version:
+                raise ConcurrentUpdate(case.id, change.expected_version, earlier.version)
+        else:
+            first_expected[case.id] = change.expected_version
+            if stored is not None:
+                actual = stored.get(case.id)
+                if change.expected_version is not None and actual is None:
+                    raise CaseNotFound(case.id)
+                if actual != change.expected_version:
+                    raise ConcurrentUpdate(case.id, change.expected_version, actual)
+        if change.sole_active_case:
+            for other_id, version in active.get(case.customer_id, ()):
+                if other_id not in pending:
+                    raise ConcurrentUpdate(other_id, None, version)
+            for other in pending.values():
+                if other.customer_id == case.customer_id and other.status is not Status.CLOSED:
+                    raise ConcurrentUpdate(other.id, None, other.version)
+
+    def _write_cases(
+        self, conn: Connection[Any], cases: dict[str, Case], first_expected: dict[str, int | None]
+    ) -> None:
+        """Write each case's final state, guarded by the version the batch started from."""
+        new = [case for case in cases.values() if first_expected[case.id] is None]
+        inserted = _returned(conn, self._sql["insert_case"], [_case_row(case) for case in new])
+        for case in new:
+            if case.id not in inserted:  # created meanwhile by another transaction
+                raise ConcurrentUpdate(case.id, None, self._version(conn, case.id))
+        old = [case for case in cases.values() if first_expected[case.id] is not None]
+        updated = _returned(conn, self._sql["update_case"], [
+            (*_case_row(case)[1:], case.id, first_expected[case.id]) for case in old
+        ])
+        for case in old:
+            if case.id not in updated:
+                actual = self._version(conn, case.id)
+                if actual is None:
+                    raise CaseNotFound(case.id)
+                raise ConcurrentUpdate(case.id, first_expected[case.id], actual)
+
+    def _version(self, conn: Connection[Any], case_id: str) -> int | None:
+        row = conn.execute(self._sql["version"], (case_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _write_rest(self, conn: Connection[Any], changes: Sequence[Change]) -> None:
+        events = [_event_row(event) for change in changes for event in change.events]
+        _execute(conn, self._sql["insert_event"], events)
+        notices = [_notice_row(notice) for change in changes for notice in change.notices]
+        _execute(conn, self._sql["insert_notice"], notices)
+        owner = {r.response_id: c for c in changes for r in c.responses}
+        records = sorted((r for c in changes for r in c.responses), key=lambda r: r.response_id)
+        recorded = _returned(conn, self._sql["insert_response"], [_response_row(r) for r in records])
+        if len(recorded) != len(records):
+            lost = next(r.response_id for r in records if r.response_id not in recorded)
+            change = owner[lost]
+            raise ConcurrentUpdate(change.case.id, change.expected_version, None)
+        links = sorted((c.consume_link, c.case.id) for c in changes if c.consume_link is not None)
+        if len(_returned(conn, self._sql["use_link"], links)) != len(links):
+            raise TokenUsed()
+
+    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
+        rows = [_response_row(record) for record in records]
+        if not rows:
+            return
+        with self._transaction("writing") as conn:
+            _execute(conn, self._sql["insert_response"], rows)
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        with self._translated("writing"), self._connection() as conn:
+            row = conn.execute(self._sql["rotate"], (key,)).fetchone()
+        assert row is not None
+        return (int(row[0]) - 1) % size
+
+    # -- reading --------------------------------------------------------------------
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        if not response_ids:
+            return {}
+        rows = self._fetch(self._sql["responses"], (list(response_ids),))
+        return {row[0]: _response_from_row(row) for row in rows}
+
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+        if not customer_ids:
+            return {}
+        rows = self._fetch(self._sql["latest_cases"], (list(dict.fromkeys(customer_ids)),))
+        return {row[1]: _case_from_row(row) for row in rows}
+
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        """Cases due for escalation, oldest opened first (see the Store protocol).
+
+        The rows are read ``FOR NO KEY UPDATE SKIP LOCKED`` in a transaction that
+        ends before this returns. Skipping locked rows passes over cases another
+        worker is changing at this moment (typically committing its escalation of
+        them), so workers running at once spread over different cases instead of
+        all trying the same ones. The locks are not held afterwards and nothing
+        relies on them: the caller commits each escalation against the version it
+        read, so if two workers do pick the same case, exactly one commit succeeds
+        and the other gets ConcurrentUpdate. No case is escalated twice.
+        """
+        with self._transaction("reading") as conn:
+            rows = conn.execute(
+                self._sql["escalation_candidates"], (now, untouched_before, quiet_since, limit)
+            ).fetchall()
+        return [_case_from_row(row) for row in rows]
+
+    def link_used(self, link_id: str) -> bool:
+        return bool(self._fetch(self._sql["link_used"], (link_id,)))
+
+    def get(self, case_id: str) -> Case:
+        rows = self._fetch(self._sql["get"], (case_id,))
+        if not rows:
+            raise CaseNotFound(case_id)
+        return _case_from_row(rows[0])
+
+    def find(
+        self,
+        *,
+        assignee: str | None = None,
+        status: Status | None = None,
+        customer_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Case]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("assignee", assignee),
+            ("status", None if status is None else status.value),
+            ("customer_id", customer_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(limit)
+        rows = self._fetch(
+            f"SELECT {_CASE_COLUMNS} FROM {quoted(self.schema)}.cases {where} "
+            "ORDER BY opened_at, created_seq LIMIT %s",
+            params,
+        )
+        return [_case_from_row(row) for row in rows]
+
+    def history(self, case_id: str) -> list[Event]:
+        # One statement: the existence check and the events share one snapshot.
+        rows = self._fetch(self._sql["history"], (case_id,))
+        if not rows:
+            raise CaseNotFound(case_id)
+        return [_event_from_row(row) for row in rows if row[0] is not None]
+
+    def report(self, query: ReportQuery) -> Report:
+        with self._transaction("reporting") as conn:
+            return report_from_postgres(conn, quoted(self.schema), query)
+
+    def _fetch(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._translated("reading"), self._connection() as conn:
+            return conn.execute(statement, params).fetchall()
+
+    # -- outbox ---------------------------------------------------------------------
+
+    def claim_notices(
+        self, *, now: datetime, lease: timedelta, limit: int = 100
+    ) -> list[Notice]:
+        with self._transaction("claiming notices") as conn:
+            rows = conn.execute(self._sql["claim_notices"], (now + lease, now, limit)).fetchall()
+        notices = [_notice_from_row(row) for row in rows]
+        notices.sort(key=lambda notice: (notice.created_at, notice.id))  # RETURNING has no order
+        return notices
+
+    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
+        with self._transaction("writing") as conn:
+            conn.execute(self._sql["notice_sent"], (at, notice_id))
+
+    def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
+        with self._transaction("writing") as conn:
+            conn.execute(self._sql["notice_failed"], (error, retry_at, notice_id))
+
+    def pending_notices(self) -> list[Notice]:
+        return [_notice_from_row(row) for row in self._fetch(self._sql["pending_notices"], ())]
+
+
+# -- statements ------------------------------------------------------------------------
+
+
+def _execute(conn: Connection[Any], statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    if len(rows) == 1:
+        conn.execute(statement, rows[0])
+    elif rows:
+        with conn.cursor() as cursor:
+            cursor.executemany(statement, rows)  # pipelined: one round trip
+
+
+def _returned(conn: Connection[Any], statement: str, rows: Sequence[Sequence[Any]]) -> set[Any]:
+    """Run ``statement`` (``… RETURNING key``) once per row; the keys it returned."""
+    if not rows:
+        return set()
+    if len(rows) == 1:
+        row = conn.execute(statement, rows[0]).fetchone()
+        return set() if row is None else {row[0]}
+    with conn.cursor() as cursor:
+        cursor.executemany(statement, rows, returning=True)
+        return {row[0] for result in cursor.results() for row in result.fetchall()}
+
+
+def _rolled_back(exc: psycopg.Error) -> bool:
+    """Whether the server aborted the transaction (SQLSTATE class 40: deadlock, serialisation)."""
+    return (exc.sqlstate or "").startswith("40")
+
+
+def _reopens(change: Change) -> bool:
+    """Whether the change moves a Closed case back to an active status."""
+    return any(
+        isinstance(event, StatusChanged) and event.from_status is Status.CLOSED
+        for event in change.events
+    )
+
+
+# -- rows -------------------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _optional_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _case_row(case: Case) -> tuple[Any, ...]:
+    return (
+        case.id,
+        case.customer_id,
+        case.status.value,
+        case.assignee,
+        list(case.reasons),
+        list(case.response_ids),
+        case.priority.value,
+        case.due_at,
+        case.opened_at,
+        case.updated_at,
+        case.closed_at,
+        case.opened_by,
+        case.version,
+    )
+
+
+def _case_from_row(row: Sequence[Any]) -> Case:
+    return Case(
+        id=row[0],
+        customer_id=row[1],
+        status=row[2],
+        assignee=row[3],
+        reasons=row[4],
+        response_ids=row[5],
+        priority=row[6],
+        due_at=_optional_utc(row[7]),
+        opened_at=_utc(row[8]),
+        updated_at=_utc(row[9]),
+        closed_at=_optional_utc(row[10]),
+        opened_by=row[11],
+        version=row[12],
+    )
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    data = unstructure(event)
+    extra = {key: value for key, value in data.items() if key not in _EVENT_COMMON}
+    return (
+        event.kind, event.case_id, event.actor, event.at, event.seq, event.comment, event.via,
+        Jsonb(extra),
+    )
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
+    data["at"] = _utc(row[3])
+    data.update(row[7])
+    return structure_event(data)
+
+
+def _notice_row(notice: Notice) -> tuple[Any, ...]:
+    return (
+        notice.id, notice.case_id, notice.kind, notice.to, notice.subject, notice.text,
+        notice.html, notice.created_at, notice.next_attempt_at, notice.attempts,
+        notice.last_error, notice.sent_at,
+    )
+
+
+def _notice_from_row(row: Sequence[Any]) -> Notice:
+    return Notice(
+        id=row[0],
+        case_id=row[1],
+        kind=row[2],
+        to=row[3],
+        subject=row[4],
+        text=row[5],
+        html=row[6],
+        created_at=_utc(row[7]),
+        next_attempt_at=_utc(row[8]),
+        attempts=row[9],
+        last_error=row[10],
+        sent_at=_optional_utc(row[11]),
+    )
+
+
+def _response_row(record: ResponseRecord) -> tuple[Any, ...]:
+    return (
+        record.response_id, record.customer_id, record.outcome, record.case_id, record.score,
+        record.submitted_at, record.received_at,
+    )
+
+
+def _response_from_row(row: Sequence[Any]) -> ResponseRecord:
+    return ResponseRecord(
+        response_id=row[0],
+        customer_id=row[1],
+        outcome=row[2],
+        case_id=row[3],
+        score=row[4],
+        submitted_at=_utc(row[5]),
+        received_at=_utc(row[6]),
+    )

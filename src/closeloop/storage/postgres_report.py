@@ -1,0 +1,303 @@
+"""Reports for :class:`~closeloop.storage.PostgresStore`, computed in SQL.
+
+The same figures, by the same definitions, as the memory and SQLite stores
+(``memory_report.py``, ``sqlite_report.py``): PostgreSQL aggregates, Python
+receives a few dozen rows and finishes them through the helpers in
+:mod:`closeloop.reporting`. The queries run in one ``REPEATABLE READ, READ ONLY``
+transaction, so the report is one snapshot even while other processes write.
+
+- **Durations** are whole microseconds: ``extract(epoch FROM later - earlier)``
+  is an exact ``numeric`` (PostgreSQL 14 and later), times 10⁶. Sums are
+  ``numeric`` too, so a mean never overflows or rounds before
+  :func:`~closeloop.reporting.summarise` floors it.
+- **Percentiles** (nearest rank): ``row_number()`` over the durations in order,
+  with the count and sum over the same window; only the rows at the two ranks
+  come back. Per assignee, the same partitioned by assignee.
+- **Ties** between ids (recovery) are broken with ``COLLATE "C"``: byte order
+  of UTF-8, which is code point order, as Python compares strings.
+- **Reasons** are a ``text[]`` per case; a reason repeated in one case counts
+  once (``SELECT DISTINCT unnest(…)``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from closeloop.model import Status
+from closeloop.reporting import (
+    AGE_BUCKETS,
+    DETRACTOR_SCORES,
+    FIRST_ACTION_KINDS,
+    RECOVERED_SCORE,
+    AssigneeStats,
+    Durations,
+    Recovery,
+    Report,
+    ReportQuery,
+    full_counts,
+    nearest_rank,
+    share,
+    summarise,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["report_from_postgres"]
+
+_MICROSECOND = timedelta(microseconds=1)
+
+# Fixed constants, written into the SQL as literals so the planner sees them.
+_ACTION_KINDS = ", ".join(f"'{kind}'" for kind in FIRST_ACTION_KINDS)
+
+
+def _micros(later: str, earlier: str) -> str:
+    """SQL for ``later - earlier`` in whole microseconds (a bigint)."""
+    return f"(extract(epoch FROM {later} - {earlier}) * 1000000)::bigint"
+
+
+def report_from_postgres(conn: Connection[Any], schema: str, query: ReportQuery) -> Report:
+    """Compute the report on ``conn``, which must have just begun a transaction.
+
+    ``schema`` is the quoted schema name. psycopg errors propagate; the store
+    translates them.
+    """
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    where, params = _selection(query)
+    groups = _groups(conn, schema, where, params)
+    by_reason = _by_reason(conn, schema, where, params)
+    close_medians = _close_medians(conn, schema, where, params)
+    time_to_close = _durations(
+        conn,
+        f"SELECT {_micros('c.closed_at', 'c.opened_at')} AS d FROM {schema}.cases AS c "
+        f"WHERE {where} AND c.status = 'closed'",
+        params,
+    )
+    time_to_first_action = _durations(
+        conn, _FIRST_ACTIONS.format(schema=schema, where=where), params
+    )
+    recovery = _recovery(conn, schema, where, params)
+    return _assemble(query, groups, by_reason, close_medians, time_to_close,
+                     time_to_first_action, recovery)
+
+
+def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
+    """The WHERE condition (on ``cases AS c``) selecting the query's cases, and its parameters."""
+    clauses = ["true"]
+    params: dict[str, Any] = {"now": query.now}
+    if query.since is not None:
+        clauses.append("c.opened_at >= %(since)s")
+        params["since"] = query.since
+    if query.until is not None:
+        clauses.append("c.opened_at < %(until)s")
+        params["until"] = query.until
+    if query.assignee is not None:
+        clauses.append("c.assignee = %(assignee)s")
+        params["assignee"] = query.assignee
+    if query.reason is not None:
+        clauses.append("%(reason)s = ANY(c.reasons)")
+        params["reason"] = query.reason
+    for index, (_, lower, upper) in enumerate(AGE_BUCKETS):
+        params[f"age_lower_{index}"] = lower
+        params[f"age_upper_{index}"] = upper
+    return " AND ".join(clauses), params
+
+
+def _age_filter(index: int) -> str:
+    # The first bucket also takes negative ages (a case opened after `now`).
+    lower = "" if index == 0 else f"AND %(now)s - c.opened_at >= %(age_lower_{index})s "
+    upper = (
+        "" if AGE_BUCKETS[index][2] is None
+        else f"AND %(now)s - c.opened_at < %(age_upper_{index})s"
+    )
+    return f"count(*) FILTER (WHERE c.status <> 'closed' {lower}{upper})"
+
+
+_GROUPS = """
+    SELECT c.assignee, c.status, count(*),
+        count(*) FILTER (WHERE c.status <> 'closed' AND c.due_at < %(now)s),
+        count(*) FILTER (WHERE c.status = 'closed' AND c.due_at IS NOT NULL),
+        count(*) FILTER (WHERE c.status = 'closed' AND c.closed_at <= c.due_at),
+        {aging}
+    FROM {schema}.cases AS c WHERE {where}
+    GROUP BY c.assignee, c.status
+"""
+
+
+def _groups(
+    conn: Connection[Any], schema: str, where: str, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Per (assignee, status): cases, overdue, closed with a due date, closed in time, aging."""
+    aging = ", ".join(_age_filter(index) for index in range(len(AGE_BUCKETS)))
+    return conn.execute(_GROUPS.format(aging=aging, schema=schema, where=where), params).fetchall()
+
+
+def _by_reason(
+    conn: Connection[Any], schema: str, where: str, params: dict[str, Any]
+) -> dict[str, dict[Status, int]]:
+    rows = conn.execute(
+        f"""
+        SELECT r.reason, c.status, count(*)
+        FROM {schema}.cases AS c CROSS JOIN LATERAL (SELECT DISTINCT unnest(c.reasons) AS reason) AS r
+        WHERE {where}
+        GROUP BY r.reason, c.status
+        """,
+        params,
+    ).fetchall()
+    counts: dict[str, dict[Status, int]] = {}
+    for reason, status, count in rows:
+        counts.setdefault(reason, {})[Status(status)] = count
+    return counts
+
+
+def _close_medians(
+    conn: Connection[Any], schema: str, where: str, params: dict[str, Any]
+) -> dict[str, int]:
+    """Each assignee's median time to close (nearest rank), in microseconds."""
+    rows = conn.execute(
+        f"""
+        SELECT assignee, d FROM (
+            SELECT c.assignee, {_micros('c.closed_at', 'c.opened_at')} AS d,
+                row_number() OVER (PARTITION BY c.assignee ORDER BY c.closed_at - c.opened_at)
+                    AS rn,
+                count(*) OVER (PARTITION BY c.assignee) AS n
+            FROM {schema}.cases AS c
+            WHERE {where} AND c.status = 'closed' AND c.assignee IS NOT NULL
+        ) AS ranked WHERE rn = (n * 50 + 99) / 100
+        """,
+        params,
+    ).fetchall()
+    return {assignee: int(duration) for assignee, duration in rows}
+
+
+def _durations(conn: Connection[Any], values_sql: str, params: dict[str, Any]) -> Durations:
+    """Count, exact mean and nearest-rank median and p90 of the column ``d`` of ``values_sql``."""
+    rows = conn.execute(
+        f"""
+        SELECT rn, n, total, d FROM (
+            SELECT d, row_number() OVER (ORDER BY d) AS rn, count(*) OVER () AS n,
+                sum(d) OVER () AS total
+            FROM ({values_sql}) AS v WHERE d IS NOT NULL
+        ) AS ranked WHERE rn = (n * 50 + 99) / 100 OR rn = (n * 90 + 99) / 100
+        """,
+        params,
+    ).fetchall()
+    if not rows:
+        return Durations(count=0)
+    _, count, total, _ = rows[0]
+    at_rank = {rank: int(value) for rank, _, _, value in rows}
+    return summarise(
+        count, int(total), at_rank[nearest_rank(count, 50)], at_rank[nearest_rank(count, 90)]
+    )
+
+
+_FIRST_ACTIONS = f"""
+    SELECT (
+        SELECT {_micros('e.at', 'c.opened_at')} FROM {{schema}}.events AS e
+        WHERE e.case_id = c.id AND e.seq > 1 AND e.kind IN ({_ACTION_KINDS})
+            AND e.actor <> c.opened_by
+        ORDER BY e.seq LIMIT 1
+    ) AS d
+    FROM {{schema}}.cases AS c WHERE {{where}}
+"""
+
+_RECOVERY = """
+    WITH looked_at AS (
+        SELECT DISTINCT ON (c.customer_id) c.id, c.customer_id, c.closed_at
+        FROM {schema}.cases AS c
+        WHERE {where} AND c.status = 'closed' AND EXISTS (
+            SELECT 1 FROM {schema}.responses AS r
+            WHERE r.case_id = c.id AND r.submitted_at <= c.closed_at)
+        ORDER BY c.customer_id, c.closed_at DESC, c.id COLLATE "C" DESC
+    ), pairs AS (
+        SELECT (
+            SELECT r.score FROM {schema}.responses AS r
+            WHERE r.case_id = l.id AND r.submitted_at <= l.closed_at
+            ORDER BY r.submitted_at DESC, r.response_id COLLATE "C" DESC LIMIT 1
+        ) AS before, (
+            SELECT r.response_id FROM {schema}.responses AS r
+            WHERE r.customer_id = l.customer_id AND r.submitted_at > l.closed_at
+            ORDER BY r.submitted_at, r.response_id COLLATE "C" LIMIT 1
+        ) AS after_id
+        FROM looked_at AS l
+    )
+    SELECT count(*),
+        count(*) FILTER (WHERE p.before BETWEEN %(detractor_low)s AND %(detractor_high)s),
+        count(*) FILTER (WHERE p.before BETWEEN %(detractor_low)s AND %(detractor_high)s
+            AND a.score >= %(recovered)s),
+        coalesce(sum(p.before), 0), count(p.before), coalesce(sum(a.score), 0), count(a.score)
+    FROM pairs AS p JOIN {schema}.responses AS a ON a.response_id = p.after_id
+"""
+
+
+def _recovery(
+    conn: Connection[Any], schema: str, where: str, params: dict[str, Any]
+) -> Recovery:
+    thresholds = {
+        "detractor_low": DETRACTOR_SCORES.start,
+        "detractor_high": DETRACTOR_SCORES.stop - 1,
+        "recovered": RECOVERED_SCORE,
+    }
+    row = conn.execute(
+        _RECOVERY.format(schema=schema, where=where), {**params, **thresholds}
+    ).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    customers, detractors, recovered, before_sum, before_count, after_sum, after_count = row
+    return Recovery.from_totals(
+        customers=customers,
+        detractors=detractors,
+        recovered=recovered,
+        before_sum=int(before_sum),
+        before_count=before_count,
+        after_sum=int(after_sum),
+        after_count=after_count,
+    )
+
+
+def _assemble(
+    query: ReportQuery,
+    groups: list[tuple[Any, ...]],
+    by_reason: dict[str, dict[Status, int]],
+    close_medians: dict[str, int],
+    time_to_close: Durations,
+    time_to_first_action: Durations,
+    recovery: Recovery,
+) -> Report:
+    """Add up the (assignee, status) groups into the report."""
+    status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+    by_assignee: dict[str, dict[Status, int]] = {}
+    unassigned = overdue = closed_with_due = closed_in_time = 0
+    aging = [0] * len(AGE_BUCKETS)
+    for assignee, status_value, count, late, with_due, in_time, *ages in groups:
+        status = Status(status_value)
+        status_counts[status] += count
+        if assignee is None:
+            unassigned += count
+        else:
+            by_assignee.setdefault(assignee, {})[status] = count
+        overdue += late
+        closed_with_due += with_due
+        closed_in_time += in_time
+        aging = [held + more for held, more in zip(aging, ages, strict=True)]
+    return Report(
+        query=query,
+        status_counts=status_counts,
+        unassigned=unassigned,
+        by_assignee={
+            name: AssigneeStats(
+                status_counts=full_counts(by_assignee[name]),
+                median_time_to_close=(
+                    None if name not in close_medians else close_medians[name] * _MICROSECOND
+                ),
+            )
+            for name in sorted(by_assignee)
+        },
+        by_reason={reason: full_counts(by_reason[reason]) for reason in sorted(by_reason)},
+        time_to_first_action=time_to_first_action,
+        time_to_close=time_to_close,
+        overdue=overdue,
+        closed_within_sla=share(closed_in_time, closed_with_due),
+        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, aging, strict=True)},
+        recovery=recovery,
+    )

@@ -1,0 +1,187 @@
+"""PostgreSQL schema of :class:`~closeloop.storage.PostgresStore`, and its migrations.
+
+Everything lives in one schema (``closeloop`` unless the store is told
+otherwise), so closeloop's tables never mix with the application's. The schema's
+own ``schema_migrations`` table lists the migrations applied to it.
+:func:`migrate` brings a schema up to date inside one transaction that first
+takes an advisory lock on the schema's name: processes that start at the same
+moment wait for each other, and each migration runs exactly once.
+
+Times are ``timestamptz``; reasons and response ids are ``text[]``; the fields
+of an event that are specific to its kind are ``jsonb``. ``cases.created_seq``
+records creation order, which breaks ties between cases opened at the same
+instant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from closeloop.errors import InvalidInput, StoreError
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["MIGRATIONS", "check_schema_name", "migrate", "quoted", "schema_version"]
+
+#: Migration ``n`` (0-based) takes a schema from version ``n`` to ``n + 1``.
+#: ``{schema}`` is replaced by the quoted schema name.
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE {schema}.cases (
+        id text PRIMARY KEY,
+        created_seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        customer_id text NOT NULL,
+        status text NOT NULL CHECK (status IN ('open', 'progress', 'closed')),
+        assignee text,
+        reasons text[] NOT NULL,
+        response_ids text[] NOT NULL,
+        priority text NOT NULL,
+        due_at timestamptz,
+        opened_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        closed_at timestamptz,
+        opened_by text NOT NULL,
+        version integer NOT NULL CHECK (version >= 1)
+    );
+    CREATE INDEX cases_by_assignee ON {schema}.cases (assignee, opened_at, created_seq);
+    CREATE INDEX cases_by_customer ON {schema}.cases (customer_id, created_seq);
+    CREATE INDEX cases_by_status ON {schema}.cases (status, opened_at, created_seq);
+    CREATE INDEX cases_by_opened_at ON {schema}.cases (opened_at, created_seq);
+    CREATE INDEX cases_active_due ON {schema}.cases (due_at) WHERE status <> 'closed';
+    CREATE TABLE {schema}.events (
+        case_id text NOT NULL REFERENCES {schema}.cases (id),
+        seq integer NOT NULL,
+        kind text NOT NULL,
+        actor text NOT NULL,
+        at timestamptz NOT NULL,
+        comment text,
+        via text,
+        data jsonb NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    );
+    CREATE INDEX events_escalated ON {schema}.events (case_id, at) WHERE kind = 'escalated';
+    CREATE TABLE {schema}.outbox (
+        id text PRIMARY KEY,
+        case_id text NOT NULL REFERENCES {schema}.cases (id),
+        kind text NOT NULL,
+        recipient text NOT NULL,
+        subject text NOT NULL,
+        text text NOT NULL,
+        html text NOT NULL,
+        created_at timestamptz NOT NULL,
+        next_attempt_at timestamptz NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        sent_at timestamptz
+    );
+    CREATE INDEX outbox_pending ON {schema}.outbox (next_attempt_at, created_at)
+        WHERE sent_at IS NULL;
+    CREATE INDEX outbox_by_case ON {schema}.outbox (case_id);
+    CREATE TABLE {schema}.responses (
+        response_id text PRIMARY KEY,
+        customer_id text NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('opened', 'attached', 'ignored')),
+        case_id text REFERENCES {schema}.cases (id),
+        score integer,
+        submitted_at timestamptz NOT NULL,
+        received_at timestamptz NOT NULL
+    );
+    CREATE INDEX responses_by_customer ON {schema}.responses (customer_id, submitted_at);
+    CREATE INDEX responses_by_case ON {schema}.responses (case_id) WHERE case_id IS NOT NULL;
+    CREATE TABLE {schema}.rotations (
+        key text PRIMARY KEY,
+        position bigint NOT NULL
+    );
+    CREATE TABLE {schema}.used_links (
+        link_id text PRIMARY KEY,
+        case_id text NOT NULL REFERENCES {schema}.cases (id)
+    );
+    """,
+)
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def check_schema_name(schema: Any) -> str:
+    """Return ``schema`` if it is a plain lower-case SQL identifier, else raise InvalidInput."""
+    if not isinstance(schema, str) or not _NAME.fullmatch(schema):
+        raise InvalidInput(
+            "schema", schema,
+            "must be a lower-case SQL identifier: letters, digits and _, at most 63, "
+            "not starting with a digit",
+        )
+    if schema.startswith("pg_"):
+        raise InvalidInput("schema", schema, "names starting with pg_ are reserved by PostgreSQL")
+    return schema
+
+
+def quoted(schema: str) -> str:
+    """The schema name as a quoted identifier (``check_schema_name`` has vetted it)."""
+    return f'"{schema}"'
+
+
+def schema_version(conn: Connection[Any], schema: str) -> int:
+    """The schema's version: 0 when it has no ``schema_migrations`` table."""
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted(schema)}.schema_migrations",)
+    ).fetchone()
+    if row is None or not row[0]:
+        return 0
+    (version,) = conn.execute(
+        f"SELECT coalesce(max(version), 0) FROM {quoted(schema)}.schema_migrations"
+    ).fetchone() or (0,)
+    return int(version)
+
+
+def migrate(conn: Connection[Any], schema: str) -> int:
+    """Create or upgrade ``schema`` to the current version; return that version.
+
+    Runs in one transaction on ``conn`` under an advisory lock keyed on the
+    schema's name, so that concurrent callers run each migration once.
+
+    Raises:
+        StoreError: the schema is newer than this closeloop understands, or it
+            holds tables that closeloop did not create.
+    """
+    name = quoted(schema)
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"closeloop.migrate.{schema}",)
+        )
+        exists = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone() is not None
+        version = schema_version(conn, schema) if exists else 0
+        if version == len(MIGRATIONS):
+            return version
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"schema {schema!r} has closeloop schema version {version}, newer than this "
+                f"closeloop understands ({len(MIGRATIONS)}); upgrade closeloop"
+            )
+        if not exists:
+            conn.execute(f"CREATE SCHEMA {name}")
+        elif version == 0:
+            (foreign,) = conn.execute(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
+                "AND relkind IN ('r', 'p', 'v', 'm', 'f')",
+                (name,),
+            ).fetchone() or (0,)
+            if foreign:
+                raise StoreError(
+                    f"schema {schema!r} holds tables that closeloop did not create; "
+                    "choose another schema for closeloop"
+                )
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name}.schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for number in range(version, len(MIGRATIONS)):
+            conn.execute(MIGRATIONS[number].format(schema=name))
+            conn.execute(
+                f"INSERT INTO {name}.schema_migrations (version) VALUES (%s)", (number + 1,)
+            )
+    return len(MIGRATIONS)
