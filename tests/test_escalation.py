@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from closeloop import CloseLoop, Escalated, InvalidInput, Status
 from closeloop.escalation import EscalationPolicy
 from closeloop.notify import MemoryNotifier
+from closeloop.onetouch import OneTouch
 from closeloop.storage import SQLiteStore, Store
 from closeloop.testing import FixedClock
 from escalation_workers import escalate_once
@@ -87,6 +89,22 @@ class TestEscalate:
         event = loop.history(case.id)[-1]
         assert isinstance(event, Escalated) and event.notified is None
         assert outbox.sent == []
+
+    def test_escalation_email_carries_one_touch_link(
+        self, store: Store, clock: FixedClock, outbox: MemoryNotifier
+    ) -> None:
+        """With one-touch configured, the assignee's escalation email has a working Change link."""
+        loop = CloseLoop(store=store, notifier=outbox, clock=clock, one_touch=OneTouch(
+            "s" * 32, base_url="https://crm.test/one-touch"))
+        case = loop.open_case("c-1", by="agent", due_at=clock())
+        loop.assign(case.id, to="alice", by="lead")
+        clock.advance(minutes=1)
+        loop.escalate()
+        escalation = outbox.sent[-1]
+        assert escalation.kind == "escalated" and ">Change<" in escalation.html
+        (link,) = re.findall(r"https://crm\.test/one-touch\?token=[\w.\-]+", escalation.text)
+        view = loop.one_touch.open(link.split("token=")[1])
+        assert view.case.id == case.id
 
     def test_dry_run_writes_nothing(
         self, store: Store, clock: FixedClock, outbox: MemoryNotifier

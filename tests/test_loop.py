@@ -119,6 +119,7 @@ class TestAssign:
         assert f"https://crm.test/cases/{case.id}" in outbox.sent[0].text
         assert "Comment" not in outbox.sent[0].text
         assert f'href="https://crm.test/cases/{case.id}"' in outbox.sent[0].html
+        assert "Open the case" in outbox.sent[0].html and ">Change<" not in outbox.sent[0].html
 
 
 class TestNotifierFailure:

@@ -141,9 +141,10 @@ class TokenInvalid(TokenError):
 class TokenExpired(TokenError):
     """The token is older than the configured ``max_age``."""
 
-    def __init__(self, expired_at: datetime) -> None:
+    def __init__(self, expired_at: datetime, what: str = "link") -> None:
         self.expired_at = expired_at
-        super().__init__(f"the link expired at {expired_at.isoformat()}")
+        self.what = what
+        super().__init__(f"the {what} expired at {expired_at.isoformat()}")
 
 
 class TokenUsed(TokenError):

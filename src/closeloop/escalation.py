@@ -136,8 +136,10 @@ def _escalate_case(
     notices = []
     if to is not None:
         # The one-touch link is bound to the assignee, so only they get one.
-        link = loop._link_for(updated) if to == case.assignee else loop._case_link(updated)
-        rendered = render_escalation(updated, _WHY[why], link)
+        one_touch = to == case.assignee
+        link = loop._link_for(updated) if one_touch else loop._case_link(updated)
+        label = loop._link_label(updated) if one_touch else "Open the case"
+        rendered = render_escalation(updated, _WHY[why], link, action=label)
         notices.append(loop._notice(updated, "escalated", to, rendered, now))
     loop._commit(Change(case=updated, expected_version=case.version, events=(event,),
                         notices=notices))

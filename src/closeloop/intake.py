@@ -441,7 +441,8 @@ class Intake:
                 assignee=assignee,
             ))
             rendered = render_assignment(
-                case, f"Trigger {trigger.name!r}", loop._link_for(case), comment=response.comment
+                case, f"Trigger {trigger.name!r}", loop._link_for(case), comment=response.comment,
+                action=loop._link_label(case),
             )
             notices.append(loop._notice(case, "assigned", assignee, rendered, now))
         return Change(

@@ -362,7 +362,8 @@ class CloseLoop:
             case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
             assignee=to, previous=case.assignee,
         )
-        rendered = render_assignment(updated, by, self._link_for(updated), comment=comment)
+        rendered = render_assignment(updated, by, self._link_for(updated), comment=comment,
+                                     action=self._link_label(updated))
         notice = self._notice(updated, "assigned", to, rendered, now)
         self._commit(Change(case=updated, expected_version=case.version, events=(event,),
                             notices=(notice,)))
@@ -497,6 +498,10 @@ class CloseLoop:
         if self._one_touch is not None and case.assignee is not None:
             return self._one_touch.link_for(case)
         return self._case_link(case)
+
+    def _link_label(self, case: Case) -> str:
+        """"Change" for a one-touch link, "Open the case" for the app's page."""
+        return "Change" if self._one_touch is not None and case.assignee else "Open the case"
 
     def _case_link(self, case: Case) -> str | None:
         """The app's page for the case (``case_url``), if configured."""

@@ -97,12 +97,14 @@ def render_assignment(
     )
 
 
-def render_escalation(case: Case, why: str, link: str | None) -> RenderedNotice:
+def render_escalation(
+    case: Case, why: str, link: str | None, *, action: str = "Change"
+) -> RenderedNotice:
     """The notice sent when a case is escalated (overdue or untouched)."""
     return _render(
         case,
         subject=f"Escalation: case {case.id} for customer {case.customer_id} is {why}",
         intro=f"Case {case.id} for customer {case.customer_id} is {why}.",
         link=link,
-        action="Change",
+        action=action,
     )

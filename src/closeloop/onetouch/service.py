@@ -207,10 +207,10 @@ class OneTouchService:
                 prepared; the link still works, open it again.
         """
         claims = self.config.read_confirmation(confirmation_token)
-        expires_at = min(claims.prepared_at + self.config.confirm_max_age,
-                         self._link_expiry(claims.link))
+        confirm_by = claims.prepared_at + self.config.confirm_max_age
+        expires_at = min(confirm_by, self._link_expiry(claims.link))
         if self._loop.now() > expires_at:
-            raise TokenExpired(expires_at)
+            raise TokenExpired(expires_at, "confirmation" if expires_at == confirm_by else "link")
         link = claims.link
         for attempt in range(_ATTEMPTS):
             case = self._usable_case(link)
