@@ -15,11 +15,13 @@ offending path with the validator's own words::
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.v import format_exception, transform_error
 
@@ -27,7 +29,7 @@ from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.model import EVENT_TYPES, Event, Priority, Status
 from closeloop.validate import aware_datetime, check_score
 
-__all__ = ["converter", "structure", "structure_event", "unstructure"]
+__all__ = ["converter", "event_extra", "structure", "structure_event", "unstructure"]
 
 T = TypeVar("T")
 
@@ -127,6 +129,31 @@ def structure(data: Any, cls: type[T], what: str | None = None) -> T:
 def structure_event(data: Mapping[str, Any]) -> Event:
     """Build a history event from plain data, dispatching on its ``kind``."""
     return structure(data, Event, "event")  # type: ignore[arg-type]
+
+
+_EVENT_COMMON = frozenset({"kind", "case_id", "actor", "at", "seq", "comment", "via"})
+#: Per event class, the fields beyond those every event has.
+_EVENT_EXTRA: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in attrs.fields(cls) if f.name not in _EVENT_COMMON)
+    for cls in EVENT_TYPES.values()
+}
+
+
+def event_extra(event: Event) -> dict[str, Any]:
+    """The kind-specific fields of an event as plain data (what stores keep as JSON).
+
+    The same as ``unstructure(event)`` minus the common fields, but without going
+    through cattrs: this runs on every write.
+    """
+    extra: dict[str, Any] = {}
+    for name in _EVENT_EXTRA[type(event)]:
+        value = getattr(event, name)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        extra[name] = value
+    return extra
 
 
 def unstructure(value: Any) -> Any:

@@ -37,6 +37,8 @@ class Change:
 
     Attributes:
         case: the case as it is after the change (its ``version`` already raised).
+            Its ``customer_id``, ``opened_at`` and ``opened_by`` are those it was
+            opened with: stores may assume they never change.
         expected_version: the version the change was computed from; ``None`` when
             ``case`` is new.
         events: the events the change adds, ``seq`` numbered consecutively from

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from closeloop.convert import structure_event, unstructure
+from closeloop.convert import event_extra, structure_event
 from closeloop.errors import (
     CaseNotFound,
     CloseLoopError,
@@ -145,6 +145,7 @@ MIGRATIONS: Sequence[str] = (
         (first_action_at - opened_at, opened_at, assignee) WHERE first_action_at IS NOT NULL;
     CREATE INDEX cases_last_close ON cases (customer_id, closed_at, opened_at, assignee)
         WHERE closed_at IS NOT NULL;
+    CREATE INDEX responses_scores ON responses (customer_id, submitted_at, score);
     """,
 )
 
@@ -345,10 +346,12 @@ class SQLiteStore:
         else:
             row = _case_row(case)
             updated = conn.execute(
-                "UPDATE cases SET customer_id = ?, status = ?, assignee = ?, reasons = ?, "
-                "response_ids = ?, priority = ?, due_at = ?, opened_at = ?, updated_at = ?, "
-                "closed_at = ?, opened_by = ?, version = ? WHERE id = ? AND version = ?",
-                (*row[1:], case.id, change.expected_version),
+                # customer_id, opened_at and opened_by never change after opening;
+                # leaving them out spares SQLite the customer index on every update.
+                "UPDATE cases SET status = ?, assignee = ?, reasons = ?, response_ids = ?, "
+                "priority = ?, due_at = ?, updated_at = ?, closed_at = ?, version = ? "
+                "WHERE id = ? AND version = ?",
+                (*row[2:8], row[9], row[10], row[12], case.id, change.expected_version),
             ).rowcount
             if updated != 1:
                 actual = self._version(conn, case.id)
@@ -663,8 +666,7 @@ def _case_from_row(row: Sequence[Any]) -> Case:
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
-    data = unstructure(event)
-    extra = {key: value for key, value in data.items() if key not in _EVENT_COMMON}
+    extra = event_extra(event)
     return (
         event.kind,
         event.case_id,
