@@ -20,7 +20,14 @@ from bench.common import Row, max_rss_mib, render_table
 
 #: Benchmark modules, run in this order. Planned: trigger evaluation, ingest_many,
 #: one-touch, report – each a module here with the same ``run(size)``.
-BENCHMARKS: Sequence[str] = ("bench.status_changes", "bench.triggers", "bench.ingest", "bench.onetouch")
+BENCHMARKS: Sequence[str] = (
+    "bench.status_changes",
+    "bench.triggers",
+    "bench.ingest",
+    "bench.onetouch",
+    "bench.postgres",
+    "bench.report",
+)
 
 DEFAULT_SIZE = 2000
 QUICK_SIZE = 200

@@ -92,20 +92,20 @@ def run(size: int) -> list[Row]:
     """Ingest ``size × 50`` responses both ways; the tables each side writes must be equal."""
     responses = make_responses(size * RESPONSES_PER_SIZE, duplicates=0.005)
     best_closeloop = best_raw = 0.0
-    summaries: list[IngestSummary] = []
+    result: dict[str, IngestSummary] = {}
     with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as tmp:
         for attempt in range(REPEATS):
             # Interleaved, so a noisy neighbour slows both sides alike.
             closeloop_path, raw_path = Path(tmp) / f"cl-{attempt}.db", Path(tmp) / f"raw-{attempt}.db"
             loop = closeloop_loop(closeloop_path)
-            best_closeloop = max(best_closeloop, rate(len(responses), partial(
-                lambda loop: summaries.append(loop.ingest_many(responses)), loop)))
+            best_closeloop = max(best_closeloop,
+                                 rate(len(responses), partial(ingest_into, result, loop, responses)))
             loop.store.close()
             raw = RawIngest(raw_path)
             best_raw = max(best_raw, rate(len(responses), partial(raw.ingest, responses)))
             raw.close()
             if attempt == 0:
-                check_same_outcome(closeloop_path, summaries[0], raw_path, raw.counts)
+                check_same_outcome(closeloop_path, result["summary"], raw_path, raw.counts)
         loop = closeloop_loop(Path(tmp) / "cl-traced.db")
         peak = peak_traced_kib(partial(loop.ingest_many, responses))
         loop.store.close()
@@ -132,6 +132,12 @@ def closeloop_loop(path: Path) -> CloseLoop:
     """A CloseLoop over a fresh SQLiteStore, with the fixed clock and id sequence."""
     return CloseLoop(store=SQLiteStore(path), notifier=DiscardingNotifier(), clock=lambda: NOW,
                      triggers=TRIGGERS, id_factory=id_sequence())
+
+
+def ingest_into(result: dict[str, IngestSummary], loop: CloseLoop,
+                responses: Sequence[SurveyResponse]) -> None:
+    """``loop.ingest_many(responses)``, keeping the summary in ``result["summary"]``."""
+    result["summary"] = loop.ingest_many(responses)
 
 
 def id_sequence() -> Callable[[], str]:
@@ -161,13 +167,9 @@ class RawIngest:
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("BEGIN IMMEDIATE")
-        for migration in MIGRATIONS:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
-        self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-        self.conn.execute("COMMIT")
+        # executescript runs each migration as written (a CREATE TRIGGER body has ";" too).
+        self.conn.executescript("BEGIN IMMEDIATE;\n" + "\n".join(MIGRATIONS)
+                                + f"\nPRAGMA user_version = {len(MIGRATIONS)};\nCOMMIT;")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.new_id = id_sequence()
         #: Responses by outcome, as IngestSummary counts them: open, attach, ignore, duplicate.
@@ -214,7 +216,7 @@ class RawIngest:
                 first = names[0]
                 assignee = route(first, r)
                 case_id = self.new_id()
-                due_at = r.submitted_at + DUE_IN[first] if r.submitted_at is not None else NOW
+                due_at = (r.submitted_at or NOW) + DUE_IN[first]
                 case = [case_id, r.customer_id, assignee, names, [r.id], PRIORITY[first],
                         micros(due_at), first, 2, None]
                 open_case[r.customer_id] = case
@@ -273,7 +275,7 @@ class RawIngest:
 
 
 PRIORITY = {t.name: t.priority.value for t in TRIGGERS}
-DUE_IN = {t.name: t.due_in for t in TRIGGERS}
+DUE_IN = {t.name: t.due_in or timedelta(0) for t in TRIGGERS}  # each has one
 
 
 def matching(r: SurveyResponse) -> list[str]:

@@ -55,7 +55,7 @@ def plan_at_least(minimum: str) -> Callable[[SurveyResponse], bool]:
     if minimum not in PLANS:
         # load_triggers adds the path to the message: triggers[0].when.plan_at_least: ...
         raise InvalidInput("minimum", minimum, f"must be one of {', '.join(PLANS)}")
-    enough = frozenset(PLANS[PLANS.index(minimum):])
+    enough = PLANS[PLANS.index(minimum):]  # a tuple: an unhashable (list) answer is just "no"
     return predicate(lambda response: response.answers.get("plan") in enough,
                      f"plan is {minimum} or above")
 

@@ -244,6 +244,8 @@ class TestBatches:
         assert (summary.would_open, summary.would_attach, summary.attached_to_existing) == (2, 2, 1)
         assert (summary.ignored, summary.duplicates) == (1, 1)
         assert summary.opened_by_trigger == {"detractor": 1, "enterprise": 1}
+        duplicate = next(d for d in summary.decisions if d.outcome == "duplicate")
+        assert duplicate.case_id == existing.id
         assert summary.opened_by_assignee == {"dana": 1, "enterprise-desk": 1}
         assert [c.id for c in ingesting.cases()] == [existing.id]
         assert set(ingesting.store.responses([r.id for r in batch])) == {"r-0"}
@@ -307,3 +309,14 @@ def test_reopen_within_window(store: Store, clock: FixedClock) -> None:
     clock.advance(days=4)
     fresh = loop.ingest(response("r-3", score=1))
     assert fresh is not None and fresh.id != case.id
+
+
+def test_backtest_counts_by_trigger_name_not_reason(store: Store) -> None:
+    """opened_by_trigger is keyed by the trigger's name even when its reason differs."""
+    loop = CloseLoop(store=store, triggers=rules())
+    summary = loop.backtest([response("r-1", "c-1", score=9, contact_requested=True),
+                             response("r-1", "c-1", score=9, contact_requested=True)])
+    assert summary.opened_by_trigger == {"contact-request": 1}
+    first, repeat = summary.decisions
+    assert first.trigger == "contact-request" and first.reasons == ("asked to be contacted",)
+    assert repeat.outcome == "duplicate" and repeat.case_id == "would-open:r-1"

@@ -107,8 +107,9 @@ class Decision:
         response_id: the response.
         outcome: ``"open"``, ``"attach"``, ``"ignore"`` (no trigger matched) or
             ``"duplicate"`` (this response id was ingested before).
-        triggers: every trigger with matched yes/no and why (empty for duplicates).
+        triggers: every trigger with matched yes/no and why.
         reasons: the reasons the case gets (matched triggers' reasons).
+        trigger: the first matching trigger's name (it routes a new case), if any.
         case_id: the case attached to (attach) or already holding it (duplicate).
         assignee: who a new case would be assigned to; round-robin routes are
             previewed without taking a turn, so this may differ from ingest.
@@ -123,6 +124,7 @@ class Decision:
     assignee: str | None = None
     priority: str | None = None
     due_at: datetime | None = None
+    trigger: str | None = None
 
 
 @frozen
@@ -284,9 +286,7 @@ class Intake:
             latest[response.customer_id] = change.case
             kind = "open" if change.expected_version is None else "attach"
             outcome[response.id] = (kind, change.case.id)
-        store.commit_many(changes)
-        if ignored:
-            store.record_responses(ignored)
+        store.commit_many(changes, ignored)
         # Counted only once the chunk is committed, so a fallback never counts twice.
         for response_id, (kind, case_id) in outcome.items():
             counts[kind] += 1
@@ -295,9 +295,7 @@ class Intake:
             counts["duplicate"] += 1
             cases.setdefault(response_id, case_id)
         if self.loop.deliver_notices:
-            for change in changes:
-                for notice in change.notices:
-                    self.loop._deliver(notice)
+            self.loop._deliver_all([notice for change in changes for notice in change.notices])
 
     def _ingest_counted(
         self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
@@ -326,10 +324,13 @@ class Intake:
         decisions: list[Decision] = []
         matched: Counter[str] = Counter()
         done: set[str] = set()
+        done_cases: dict[str, str | None] = {}
         for response in items:
             explanations = tuple(self.triggers.explain(response))
             if response.id in seen or response.id in done:
-                decisions.append(Decision(response.id, "duplicate", explanations))
+                earlier = seen.get(response.id)
+                case_id = earlier.case_id if earlier is not None else done_cases.get(response.id)
+                decisions.append(Decision(response.id, "duplicate", explanations, case_id=case_id))
                 continue
             done.add(response.id)
             match = self.triggers.evaluate(response)
@@ -342,7 +343,10 @@ class Intake:
             )
             decisions.append(decision)
             if decision.outcome == "open":
-                latest[response.customer_id] = self._preview_case(response, decision, now)
+                latest[response.customer_id] = preview = self._preview_case(response, now)
+                done_cases[response.id] = preview.id
+            else:
+                done_cases[response.id] = decision.case_id
         opened = [d for d in decisions if d.outcome == "open"]
         attached = [d for d in decisions if d.outcome == "attach"]
         return BacktestSummary(
@@ -352,7 +356,7 @@ class Intake:
             attached_to_existing=sum(1 for d in attached if d.case_id in existing),
             ignored=sum(1 for d in decisions if d.outcome == "ignore"),
             duplicates=sum(1 for d in decisions if d.outcome == "duplicate"),
-            opened_by_trigger=dict(Counter(d.reasons[0] for d in opened if d.reasons)),
+            opened_by_trigger=dict(Counter(d.trigger for d in opened if d.trigger)),
             matched_by_trigger=dict(matched),
             opened_by_assignee=dict(Counter(d.assignee for d in opened)),
             decisions=tuple(decisions),
@@ -371,16 +375,18 @@ class Intake:
         now = self.loop.now()
         target = self.dedupe.target(latest, now)
         if target is not None:
-            return Decision(response.id, "attach", explanations, match.reasons, case_id=target.id)
+            return Decision(response.id, "attach", explanations, match.reasons, case_id=target.id,
+                            trigger=match.trigger.name)
         return Decision(
             response.id, "open", explanations, match.reasons,
             assignee=match.trigger.route(response, rotation),
             priority=match.priority.value,
             due_at=due_at(match.trigger, response, now),
+            trigger=match.trigger.name,
         )
 
     @staticmethod
-    def _preview_case(response: SurveyResponse, decision: Decision, now: datetime) -> Case:
+    def _preview_case(response: SurveyResponse, now: datetime) -> Case:
         return Case(
             id=f"would-open:{response.id}", customer_id=response.customer_id, status=Status.OPEN,
             opened_at=now, updated_at=now, opened_by="backtest", version=1,

@@ -453,10 +453,17 @@ class CloseLoop:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", limit, "must be a positive integer")
         notices = self.store.claim_notices(now=self.now(), lease=self.delivery_lease, limit=limit)
-        sent = sum(self._deliver(notice) for notice in notices)
+        sent = self._deliver_all(notices)
         return DeliveryReport(sent=sent, failed=len(notices) - sent)
 
-    def _deliver(self, notice: Notice) -> bool:
+    def _deliver_all(self, notices: Sequence[Notice]) -> int:
+        """Send each notice; record failures one by one and successes in one write."""
+        sent = [notice.id for notice in notices if self._send(notice)]
+        if sent:
+            self._safely(self.store.notices_sent, sent, at=self.now())
+        return len(sent)
+
+    def _send(self, notice: Notice) -> bool:
         try:
             self.notifier.send(Message.from_notice(notice))
         except Exception as exc:  # any notifier failure leaves the notice pending
@@ -465,17 +472,16 @@ class CloseLoop:
             self._safely(self.store.notice_failed, notice.id, error=repr(exc)[:1000],
                          retry_at=self.now())
             return False
-        self._safely(self.store.notice_sent, notice.id, at=self.now())
         return True
 
     @staticmethod
-    def _safely(record: Callable[..., None], notice_id: str, **kwargs: Any) -> None:
+    def _safely(record: Callable[..., None], notices: object, **kwargs: Any) -> None:
         # The case change is committed; a failure to book-keep delivery must not
         # look like a failed change. At worst the notice is delivered again.
         try:
-            record(notice_id, **kwargs)
+            record(notices, **kwargs)
         except Exception:
-            log.exception("could not record delivery state of notice %r", notice_id)
+            log.exception("could not record delivery state of notice(s) %r", notices)
 
     def _notice(
         self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime
@@ -524,7 +530,6 @@ class CloseLoop:
 
     def _commit(self, change: Change) -> None:
         self.store.commit(change)
-        if self.deliver_notices:
-            for notice in change.notices:
-                self._deliver(notice)
+        if self.deliver_notices and change.notices:
+            self._deliver_all(change.notices)
 

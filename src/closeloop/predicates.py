@@ -333,13 +333,17 @@ class AnswerIn(Predicate):
         return Explanation(False, self.description, why)
 
     def _emit(self, source: _Source) -> str:
-        key, member = source.constant(self.key), source.constant(_member_test(self.values))
+        key = source.constant(self.key)
         if all(isinstance(v, str) for v in self.values):
             strings = source.constant(frozenset(self.values))
+            # A validated multi-choice answer holds only hashable scalars, and a set of
+            # strings never equals a number or bool, so isdisjoint is the same test.
+            sequences = source.constant((list, tuple))
             return (
-                f"({member}(_a) if (_a := r.answers.get({key})).__class__ is not str "
-                f"else _a in {strings})"
+                f"(_a in {strings} if (_a := r.answers.get({key})).__class__ is str "
+                f"else _a.__class__ in {sequences} and not {strings}.isdisjoint(_a))"
             )
+        member = source.constant(_member_test(self.values))
         return f"{member}(r.answers.get({key}))"
 
 

@@ -92,8 +92,14 @@ class Store(Protocol):
         """Write ``change`` atomically (see the class docstring for the rules)."""
         ...
 
-    def commit_many(self, changes: Sequence[Change]) -> None:
-        """Write several changes in one transaction: all of them, or (on any error) none."""
+    def commit_many(
+        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+    ) -> None:
+        """Write several changes in one transaction: all of them, or (on any error) none.
+
+        ``ignored`` are responses that opened nothing, recorded in the same
+        transaction as by :meth:`record_responses`.
+        """
         ...
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
@@ -166,8 +172,8 @@ class Store(Protocol):
         """
         ...
 
-    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
-        """Record that the notice was delivered; it is never claimed again."""
+    def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
+        """Record that these notices were delivered (one write); they are never claimed again."""
         ...
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:

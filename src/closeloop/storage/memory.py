@@ -42,7 +42,9 @@ class MemoryStore:
     def commit(self, change: Change) -> None:
         self.commit_many([change])
 
-    def commit_many(self, changes: Sequence[Change]) -> None:
+    def commit_many(
+        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+    ) -> None:
         for change in changes:
             check_change(change)
         with self._lock:
@@ -65,6 +67,8 @@ class MemoryStore:
                 self._responses.update((r.response_id, r) for r in change.responses)
                 if change.consume_link is not None:
                     self._used_links[change.consume_link] = case.id
+            for record in ignored:
+                self._responses.setdefault(record.response_id, record)
 
     def _check(self, change: Change, pending: dict[str, Case], new_ids: set[str]) -> None:
         case = change.case
@@ -205,9 +209,10 @@ class MemoryStore:
                 self._notices[notice.id] = notice
             return claimed
 
-    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
+    def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
         with self._lock:
-            self._notices[notice_id] = evolve(self._notices[notice_id], sent_at=at)
+            for notice_id in notice_ids:
+                self._notices[notice_id] = evolve(self._notices[notice_id], sent_at=at)
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
         with self._lock:

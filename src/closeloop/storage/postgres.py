@@ -14,10 +14,11 @@ How it keeps the :class:`~closeloop.storage.Store` contract:
   ``sole_active_case`` check runs under that lock, so two processes opening a
   case for the same customer at once are serialised and the second sees the
   first's case;
-- a batch locks the rows it will change up front, in id order, so two batches
-  never deadlock; if the server still aborts a transaction as a deadlock or a
-  serialisation failure, nothing was written and it is raised as
-  ConcurrentUpdate;
+- a batch takes its customer locks, then its case rows, up front and in a fixed
+  order, so two batches never deadlock over cases; if the server still aborts
+  a transaction as a deadlock (say, two batches recording the same responses in
+  different orders) or a serialisation failure, nothing was written and it is
+  raised as ConcurrentUpdate;
 - response ids, used links and notice ids are primary keys, so the database
   itself refuses a second ingest of a response or a second use of a link;
 - outbox claims use ``FOR UPDATE SKIP LOCKED``, so several deliverers share the
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from closeloop.convert import structure_event, unstructure
+from closeloop.convert import event_extra, structure_event
 from closeloop.errors import (
     CaseNotFound,
     CloseLoopError,
@@ -77,6 +78,13 @@ _NOTICE_COLUMNS = (
 )
 _RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
 
+#: Which cases are due for escalation (see Store.escalation_candidates).
+_DUE = (
+    "c.status <> 'closed' AND (c.due_at <= %(now)s OR c.updated_at <= %(untouched_before)s) "
+    "AND NOT EXISTS (SELECT 1 FROM {s}.events AS e WHERE e.case_id = c.id "
+    "AND e.kind = 'escalated' AND e.at >= %(quiet_since)s)"
+)
+
 #: Statement templates; ``{s}`` is the quoted schema name.
 _SQL = {
     "lock_customers": (
@@ -90,10 +98,10 @@ _SQL = {
     "insert_case": f"INSERT INTO {{s}}.cases ({_CASE_COLUMNS}) VALUES "
                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                    "ON CONFLICT (id) DO NOTHING RETURNING id",
-    "update_case": "UPDATE {s}.cases SET customer_id = %s, status = %s, assignee = %s, "
-                   "reasons = %s, response_ids = %s, priority = %s, due_at = %s, opened_at = %s, "
-                   "updated_at = %s, closed_at = %s, opened_by = %s, version = %s "
-                   "WHERE id = %s AND version = %s RETURNING id",
+    # customer_id, opened_at and opened_by never change after opening (see Change).
+    "update_case": "UPDATE {s}.cases SET status = %s, assignee = %s, reasons = %s, "
+                   "response_ids = %s, priority = %s, due_at = %s, updated_at = %s, "
+                   "closed_at = %s, version = %s WHERE id = %s AND version = %s RETURNING id",
     "version": "SELECT version FROM {s}.cases WHERE id = %s",
     "insert_event": "INSERT INTO {s}.events (kind, case_id, actor, at, seq, comment, via, data) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -107,11 +115,13 @@ _SQL = {
     "responses": f"SELECT {_RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
     "latest_cases": f"SELECT DISTINCT ON (customer_id) {_CASE_COLUMNS} FROM {{s}}.cases "
                     "WHERE customer_id = ANY(%s) ORDER BY customer_id, created_seq DESC",
-    "escalation_candidates": (
-        f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases AS c WHERE status <> 'closed' "
-        "AND (due_at <= %s OR updated_at <= %s) AND NOT EXISTS (SELECT 1 FROM {s}.events AS e "
-        "WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= %s) "
-        "ORDER BY opened_at, created_seq LIMIT %s FOR NO KEY UPDATE OF c SKIP LOCKED"
+    "lock_due_cases": (
+        f"SELECT c.id FROM {{s}}.cases AS c WHERE {_DUE} "
+        "ORDER BY opened_at, created_seq LIMIT %(limit)s FOR NO KEY UPDATE OF c SKIP LOCKED"
+    ),
+    "due_cases": (
+        f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases AS c WHERE c.id = ANY(%(ids)s) AND {_DUE} "
+        "ORDER BY opened_at, created_seq"
     ),
     "link_used": "SELECT 1 FROM {s}.used_links WHERE link_id = %s",
     "rotate": "INSERT INTO {s}.rotations AS r (key, position) VALUES (%s, 1) ON CONFLICT (key) "
@@ -239,18 +249,13 @@ class PostgresStore:
 
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
-        """Turn psycopg's exceptions into closeloop's; closeloop's own pass through."""
+        """Turn psycopg's exceptions into StoreError; closeloop's own pass through."""
         try:
             yield
         except CloseLoopError:
             raise
-        except psycopg.OperationalError as exc:
-            raise StoreError(
-                f"PostgreSQL failed while {doing} ({type(exc).__name__}: {exc}); "
-                "the transaction was rolled back, nothing was written"
-            ) from exc
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL failed while {doing}: {exc}") from exc
+            raise StoreError(f"PostgreSQL failed while {doing}: {type(exc).__name__}: {exc}") from exc
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Connection[Any]]:
@@ -263,10 +268,9 @@ class PostgresStore:
         """
         committing = False
         try:
-            with self._connection() as conn:
-                with conn.transaction():
-                    yield conn
-                    committing = True
+            with self._connection() as conn, conn.transaction():
+                yield conn
+                committing = True
         except CloseLoopError:
             raise
         except psycopg.OperationalError as exc:
@@ -286,7 +290,9 @@ class PostgresStore:
                 "transaction was rolled back, nothing was written"
             ) from exc
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL failed while {doing}: {exc}") from exc
+            raise StoreError(
+                f"PostgreSQL failed while {doing} ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
 
     @property
     def schema_version(self) -> int:
@@ -304,19 +310,27 @@ class PostgresStore:
     def commit(self, change: Change) -> None:
         self.commit_many([change])
 
-    def commit_many(self, changes: Sequence[Change]) -> None:
+    def commit_many(
+        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+    ) -> None:
         for change in changes:
             check_change(change)
-        if not changes:
+        if not changes and not ignored:
             return
         try:
             with self._transaction("writing") as conn:
-                self._apply(conn, changes)
+                if changes:
+                    self._apply(conn, changes)
+                if ignored:
+                    _execute(conn, self._sql["insert_response"],
+                             [_response_row(record) for record in ignored])
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.Error) and _rolled_back(exc.__cause__):
                 # Deadlock or serialisation failure: the server rolled everything back.
-                first = changes[0]
-                raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
+                if changes:
+                    first = changes[0]
+                    raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
+                raise ConcurrentUpdate(ignored[0].response_id, None, None) from exc
             raise
 
     def _apply(self, conn: Connection[Any], changes: Sequence[Change]) -> None:
@@ -388,7 +402,7 @@ class PostgresStore:
                 raise ConcurrentUpdate(case.id, None, self._version(conn, case.id))
         old = [case for case in cases.values() if first_expected[case.id] is not None]
         updated = _returned(conn, self._sql["update_case"], [
-            (*_case_row(case)[1:], case.id, first_expected[case.id]) for case in old
+            (*_case_update_row(case), case.id, first_expected[case.id]) for case in old
         ])
         for case in old:
             if case.id not in updated:
@@ -406,8 +420,9 @@ class PostgresStore:
         _execute(conn, self._sql["insert_event"], events)
         notices = [_notice_row(notice) for change in changes for notice in change.notices]
         _execute(conn, self._sql["insert_notice"], notices)
+        # In the order given: recorded_seq keeps it, and reports break ties by it.
         owner = {r.response_id: c for c in changes for r in c.responses}
-        records = sorted((r for c in changes for r in c.responses), key=lambda r: r.response_id)
+        records = [r for c in changes for r in c.responses]
         recorded = _returned(conn, self._sql["insert_response"], [_response_row(r) for r in records])
         if len(recorded) != len(records):
             lost = next(r.response_id for r in records if r.response_id not in recorded)
@@ -425,7 +440,7 @@ class PostgresStore:
             _execute(conn, self._sql["insert_response"], rows)
 
     def next_in_rotation(self, key: str, size: int) -> int:
-        with self._translated("writing"), self._connection() as conn:
+        with self._translated("taking a turn in a rotation"), self._connection() as conn:
             row = conn.execute(self._sql["rotate"], (key,)).fetchone()
         assert row is not None
         return (int(row[0]) - 1) % size
@@ -450,19 +465,31 @@ class PostgresStore:
     ) -> list[Case]:
         """Cases due for escalation, oldest opened first (see the Store protocol).
 
-        The rows are read ``FOR NO KEY UPDATE SKIP LOCKED`` in a transaction that
-        ends before this returns. Skipping locked rows passes over cases another
-        worker is changing at this moment (typically committing its escalation of
-        them), so workers running at once spread over different cases instead of
-        all trying the same ones. The locks are not held afterwards and nothing
-        relies on them: the caller commits each escalation against the version it
-        read, so if two workers do pick the same case, exactly one commit succeeds
-        and the other gets ConcurrentUpdate. No case is escalated twice.
+        One short READ COMMITTED transaction: the first statement locks up to
+        ``limit`` due cases ``FOR NO KEY UPDATE SKIP LOCKED``; the second reads
+        those locked cases afresh and keeps the ones still due.
+
+        Skipping locked rows passes over cases that another worker is changing at
+        this moment (typically committing its escalation of them), so workers
+        running at once spread over different cases instead of all trying the
+        same ones. The second read is needed because a locking read that waits
+        for, or follows, another transaction's update returns the row as that
+        update left it but judges the ``NOT EXISTS (escalated event)`` part
+        against its older snapshot; it would offer a case that was escalated a
+        moment ago, at its new version. Under the lock, a fresh statement sees
+        the committed escalation and drops the case.
+
+        The locks end when this returns and nothing relies on them: the caller
+        commits each escalation against the version it read, so if two workers
+        still pick the same case, exactly one commit succeeds and the other gets
+        ConcurrentUpdate. No case is escalated twice.
         """
+        params = {"now": now, "untouched_before": untouched_before, "quiet_since": quiet_since,
+                  "limit": limit}
         with self._transaction("reading") as conn:
-            rows = conn.execute(
-                self._sql["escalation_candidates"], (now, untouched_before, quiet_since, limit)
-            ).fetchall()
+            conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            ids = [row[0] for row in conn.execute(self._sql["lock_due_cases"], params)]
+            rows = conn.execute(self._sql["due_cases"], {**params, "ids": ids}).fetchall()
         return [_case_from_row(row) for row in rows]
 
     def link_used(self, link_id: str) -> bool:
@@ -527,9 +554,11 @@ class PostgresStore:
         notices.sort(key=lambda notice: (notice.created_at, notice.id))  # RETURNING has no order
         return notices
 
-    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
+    def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
+        if not notice_ids:
+            return
         with self._transaction("writing") as conn:
-            conn.execute(self._sql["notice_sent"], (at, notice_id))
+            _execute(conn, self._sql["notice_sent"], [(at, notice_id) for notice_id in notice_ids])
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
         with self._transaction("writing") as conn:
@@ -604,6 +633,20 @@ def _case_row(case: Case) -> tuple[Any, ...]:
     )
 
 
+def _case_update_row(case: Case) -> tuple[Any, ...]:
+    return (
+        case.status.value,
+        case.assignee,
+        list(case.reasons),
+        list(case.response_ids),
+        case.priority.value,
+        case.due_at,
+        case.updated_at,
+        case.closed_at,
+        case.version,
+    )
+
+
 def _case_from_row(row: Sequence[Any]) -> Case:
     return Case(
         id=row[0],
@@ -623,11 +666,9 @@ def _case_from_row(row: Sequence[Any]) -> Case:
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
-    data = unstructure(event)
-    extra = {key: value for key, value in data.items() if key not in _EVENT_COMMON}
     return (
         event.kind, event.case_id, event.actor, event.at, event.seq, event.comment, event.via,
-        Jsonb(extra),
+        Jsonb(event_extra(event)),
     )
 
 

@@ -137,13 +137,14 @@ MIGRATIONS: Sequence[str] = (
     END;
     CREATE INDEX cases_report ON cases
         (assignee, reasons, status, opened_at, due_at, closed_at, first_action_at);
-    CREATE INDEX cases_time_to_close ON cases (closed_at - opened_at, opened_at, assignee)
-        WHERE closed_at IS NOT NULL;
+    CREATE INDEX cases_time_to_close ON cases
+        (closed_at - opened_at, opened_at, assignee, reasons) WHERE closed_at IS NOT NULL;
     CREATE INDEX cases_time_to_close_by_assignee ON cases
-        (assignee, closed_at - opened_at, opened_at) WHERE closed_at IS NOT NULL;
+        (assignee, closed_at - opened_at, opened_at, reasons) WHERE closed_at IS NOT NULL;
     CREATE INDEX cases_time_to_first_action ON cases
-        (first_action_at - opened_at, opened_at, assignee) WHERE first_action_at IS NOT NULL;
-    CREATE INDEX cases_last_close ON cases (customer_id, closed_at, opened_at, assignee)
+        (first_action_at - opened_at, opened_at, assignee, reasons)
+        WHERE first_action_at IS NOT NULL;
+    CREATE INDEX cases_last_close ON cases (customer_id, closed_at, opened_at, assignee, reasons)
         WHERE closed_at IS NOT NULL;
     CREATE INDEX responses_scores ON responses (customer_id, submitted_at, score);
     """,
@@ -317,12 +318,19 @@ class SQLiteStore:
         with self._write() as conn:
             self._apply(conn, change)
 
-    def commit_many(self, changes: Sequence[Change]) -> None:
+    def commit_many(
+        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+    ) -> None:
         for change in changes:
             check_change(change)
         with self._write() as conn:
             for change in changes:
                 self._apply(conn, change)
+            if ignored:
+                conn.executemany(
+                    _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
+                    [_response_row(record) for record in ignored],
+                )
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
         case = change.case
@@ -547,9 +555,12 @@ class SQLiteStore:
             )
         return [_notice_from_row((*row[:8], until, *row[9:])) for row in rows]
 
-    def notice_sent(self, notice_id: str, *, at: datetime) -> None:
+    def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (to_micros(at), notice_id))
+            conn.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE id = ?",
+                [(to_micros(at), notice_id) for notice_id in notice_ids],
+            )
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
         with self._write() as conn:

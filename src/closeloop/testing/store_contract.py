@@ -25,6 +25,7 @@ from closeloop.model import (
     Status,
     StatusChanged,
 )
+from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
 
 __all__ = ["StoreContract", "make_case", "make_notice", "opened_change"]
@@ -252,7 +253,7 @@ class StoreContract:
         assert again[0].next_attempt_at == T0 + timedelta(minutes=11)
 
     def test_sent_and_failed_notices(self, store: Store) -> None:
-        """notice_failed counts attempts and keeps the error; notice_sent ends the notice."""
+        """notice_failed counts attempts and keeps the error; notices_sent ends the notice."""
         case = make_case()
         store.commit(opened_change(case, make_notice(case.id, "n-1")))
         store.notice_failed("n-1", error="SMTP down", retry_at=T0 + timedelta(minutes=1))
@@ -260,7 +261,7 @@ class StoreContract:
         assert (pending.attempts, pending.last_error) == (1, "SMTP down")
         assert store.claim_notices(now=T0, lease=timedelta(minutes=5)) == []
         assert len(store.claim_notices(now=T0 + timedelta(minutes=1), lease=timedelta(0))) == 1
-        store.notice_sent("n-1", at=T0 + timedelta(minutes=2))
+        store.notices_sent(["n-1"], at=T0 + timedelta(minutes=2))
         assert store.pending_notices() == []
         assert store.claim_notices(now=T0 + timedelta(days=1), lease=timedelta(0)) == []
 
@@ -308,10 +309,12 @@ class StoreContract:
             events=(Assigned(case_id="old", actor="a", at=T0, seq=6, assignee="x"),),
         )
         with pytest.raises(ConcurrentUpdate):
-            store.commit_many([good, stale])
+            store.commit_many([good, stale], [make_record("r-ignored")])
+        assert store.responses(["r-ignored"]) == {}
         assert [case.id for case in store.find()] == ["old"]
-        store.commit_many([good])
+        store.commit_many([good], [make_record("r-ignored")])
         assert [case.id for case in store.find()] == ["old", "new"]
+        assert set(store.responses(["r-ignored"])) == {"r-ignored"}
 
     def test_batch_sees_its_own_earlier_changes(self, store: Store) -> None:
         """A later change in a batch may build on a case an earlier change created."""
@@ -436,3 +439,48 @@ class StoreContract:
         assert [case.id for case in found] == ["overdue", "untouched", "escalated-long-ago"]
         assert len(store.escalation_candidates(
             now=now, untouched_before=T0, quiet_since=now - day, limit=1)) == 1
+
+    def test_report_counts_and_durations(self, store: Store) -> None:
+        """report() counts per status and times first action and close from the events."""
+        hour = timedelta(hours=1)
+        store.commit(opened_change(make_case("waiting", assignee="alice", due_at=T0 + hour)))
+        done = make_case("done", customer_id="cust-2", reasons=("detractor",))
+        store.commit(opened_change(done))
+        store.commit(Change(
+            case=_next(done, T0 + 2 * hour, status=Status.CLOSED, closed_at=T0 + 2 * hour),
+            expected_version=1,
+            events=(StatusChanged(case_id="done", actor="alice", at=T0 + 2 * hour, seq=2,
+                                  comment="Sorted", from_status=Status.OPEN,
+                                  to_status=Status.CLOSED),),
+        ))
+        report = store.report(ReportQuery(now=T0 + 3 * hour))
+        assert report.status_counts == {Status.OPEN: 1, Status.PROGRESS: 0, Status.CLOSED: 1}
+        assert (report.unassigned, report.overdue, report.closed_within_sla) == (1, 1, None)
+        assert report.by_reason == {
+            "detractor": {Status.OPEN: 0, Status.PROGRESS: 0, Status.CLOSED: 1}
+        }
+        took = Durations(count=1, mean=2 * hour, median=2 * hour, p90=2 * hour)
+        assert report.time_to_close == report.time_to_first_action == took
+        assert store.report(ReportQuery(now=T0, assignee="alice")).total == 1
+
+    def test_report_recovery_from_recorded_responses(self, store: Store) -> None:
+        """A detractor whose case closed and who answered 9 afterwards has recovered."""
+        hour = timedelta(hours=1)
+        case = make_case(response_ids=("r-1",))
+        store.commit(Change(case=case, expected_version=None,
+                            events=opened_change(case).events,
+                            responses=(make_record("r-1", case.id, score=3),)))
+        store.commit(Change(
+            case=_next(case, T0 + hour, status=Status.CLOSED, closed_at=T0 + hour),
+            expected_version=1,
+            events=(StatusChanged(case_id=case.id, actor="alice", at=T0 + hour, seq=2,
+                                  comment="Sorted", from_status=Status.OPEN,
+                                  to_status=Status.CLOSED),),
+        ))
+        later = T0 + 2 * hour
+        store.record_responses([make_record("r-2", score=9, submitted_at=later,
+                                            received_at=later)])
+        assert store.report(ReportQuery(now=later)).recovery == Recovery(
+            customers=1, detractors=1, recovered=1, rate=1.0,
+            mean_score_before=3.0, mean_score_after=9.0,
+        )
