@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,12 @@ def test_quickstart(tmp_path: Path) -> None:
     assert tmp_path.joinpath("closeloop-quickstart.db").exists()
     again = run_example("quickstart.py", cwd=tmp_path)  # the file survives a restart
     assert "all cases in closeloop-quickstart.db: 2" in again
+
+
+def test_custom_trigger(tmp_path: Path) -> None:
+    """The custom-trigger example backtests a generated CSV and prints per-assignee counts."""
+    out = run_example("custom_trigger.py", "--rows", "500", cwd=tmp_path)
+    assert "would open" in out
+    for name in ("cx-team", "ana", "ben", "chloe"):
+        assert re.search(rf"^  {name} +\d+$", out, re.M), name
+    assert "plan_at_least: minimum must be one of" in out
