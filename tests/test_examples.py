@@ -46,3 +46,15 @@ def test_custom_trigger(tmp_path: Path) -> None:
     for name in ("cx-team", "ana", "ben", "chloe"):
         assert re.search(rf"^  {name} +\d+$", out, re.M), name
     assert "plan_at_least: minimum must be one of" in out
+
+
+def test_report(tmp_path: Path) -> None:
+    """The report example simulates a month and prints the same report from memory and SQLite."""
+    out = run_example("report.py", cwd=tmp_path)
+    assert "November 2026, all cases" in out
+    assert ("Status counts: Open 50, Progress 255, Closed 4,171 (total 4,476; unassigned 2)"
+            in out)
+    assert "recovery rate 86.9%" in out
+    assert "Detractor cases opened in the last 7 days" in out
+    again = run_example("report.py", "--sqlite", str(tmp_path / "month.db"), cwd=tmp_path)
+    assert again == out

@@ -7,9 +7,9 @@ the same data (a contract test holds them to it). The full definitions are in
 
 The helpers at the end of this module (:func:`durations`, :func:`summarise`,
 :func:`median`, :func:`nearest_rank`, :func:`age_bucket`, :func:`share`,
-:func:`full_counts`)
-turn the integers a store has aggregated into report values. Every store goes
-through them, so rounding and percentile rules cannot drift apart.
+:func:`full_counts`) turn the integers a store has aggregated into report
+values. Every store goes through them, so rounding and percentile rules cannot
+drift apart.
 
 A report becomes plain data with :func:`closeloop.convert.unstructure`: statuses
 become their values (``"open"``), durations become seconds (a float, exact to
@@ -131,15 +131,15 @@ class AssigneeStats:
 class Recovery:
     """Whether rescued customers come back happier.
 
-    For each customer, the case looked at is their most recently closed case
-    (latest ``closed_at``, ties by the larger case id) among the reported cases
-    that are Closed now and have a response submitted at or before their close.
-    "Before" is that case's last such response (latest ``submitted_at``, ties by
-    the larger response id); "after" is the customer's first response of any
-    kind submitted after ``closed_at`` (ties by the smaller response id).
+    Looked at per customer: a customer counts when one of the reported cases is
+    theirs and Closed now, and they sent a survey response after the latest such
+    close. "Before" is their last response submitted at or before that close,
+    "after" their first response submitted after it (of any outcome, matched by
+    a trigger or not). Responses submitted at the same microsecond are taken in
+    the order closeloop recorded them.
 
     Attributes:
-        customers: customers with such a case who sent a response after it closed.
+        customers: customers with a reported Closed case and a response after it.
         detractors: of those, customers whose "before" score was a detractor (0–6).
         recovered: of the detractors, those whose "after" score was 7 or more.
         rate: ``recovered / detractors``, or ``None`` when there are no detractors.
@@ -184,6 +184,8 @@ class Report:
     Every figure is over the cases the query selects (opened in
     ``[since, until)``, currently assigned to ``assignee``, carrying ``reason``).
     Mappings are ordered by key (``aging`` in :data:`AGE_BUCKETS` order).
+    :func:`closeloop.convert.unstructure` turns a report into JSON-able data
+    (durations as float seconds) and :func:`closeloop.convert.structure` back.
 
     Attributes:
         query: what was asked for.

@@ -1,8 +1,8 @@
 """Reports for :class:`~closeloop.storage.MemoryStore`: grouped aggregation over its dicts.
 
-One pass over the cases counts and groups them, keeping only the integers a
-KPI needs (durations in microseconds, and the Closed cases recovery looks at);
-two passes over the responses settle recovery. Nothing is copied wholesale.
+One pass over the cases counts and groups them, keeping only what a KPI needs
+(durations in microseconds, each customer's latest close); one pass over the
+responses settles recovery. Nothing is copied wholesale.
 The SQLite store computes the same figures in SQL (``sqlite_report.py``); both
 finish through the helpers in :mod:`closeloop.reporting`, so they agree to the
 microsecond.
@@ -62,7 +62,7 @@ def report_from_memory(
     aging: Counter[str] = Counter()
     close_us: list[int] = []
     first_action_us: list[int] = []
-    closed: dict[str, Case] = {}
+    last_close: dict[str, datetime] = {}  # customer -> latest closed_at among the cases
     for case in cases:
         if not query.selects(case):
             continue
@@ -77,7 +77,8 @@ def report_from_memory(
         if first is not None:
             first_action_us.append(_micros(first, case.opened_at))
         if case.closed_at is not None:
-            closed[case.id] = case
+            if case.customer_id not in last_close or case.closed_at > last_close[case.customer_id]:
+                last_close[case.customer_id] = case.closed_at
             took = _micros(case.closed_at, case.opened_at)
             close_us.append(took)
             if case.assignee is not None:
@@ -105,7 +106,7 @@ def report_from_memory(
         overdue=overdue,
         closed_within_sla=share(closed_in_time, closed_with_due),
         aging={name: aging[name] for name, _, _ in AGE_BUCKETS},
-        recovery=_recovery(closed, responses),
+        recovery=_recovery(last_close, responses),
     )
 
 
@@ -116,48 +117,40 @@ def _first_action(case: Case, history: Sequence[Event]) -> datetime | None:
     return None
 
 
-def _recovery(closed: Mapping[str, Case], responses: Collection[ResponseRecord]) -> Recovery:
-    # Each Closed case's last response submitted by its close: (submitted_at, id, score).
-    last_before: dict[str, tuple[datetime, str, int | None]] = {}
-    for record in responses:
-        case = closed.get(record.case_id or "")
-        if case is None or case.closed_at is None or record.submitted_at > case.closed_at:
+def _recovery(
+    last_close: Mapping[str, datetime], responses: Collection[ResponseRecord]
+) -> Recovery:
+    # Per customer, (submitted_at, recorded position, score) of the last response at or
+    # before their latest close and of the first one after it.
+    before: dict[str, tuple[datetime, int, int | None]] = {}
+    after: dict[str, tuple[datetime, int, int | None]] = {}
+    for position, record in enumerate(responses):
+        closed_at = last_close.get(record.customer_id)
+        if closed_at is None:
             continue
-        key = (record.submitted_at, record.response_id, record.score)
-        held = last_before.get(case.id)
-        if held is None or key[:2] > held[:2]:
-            last_before[case.id] = key
-    # Each customer's most recently closed of those cases (ties: the larger id).
-    looked_at: dict[str, Case] = {}
-    for case_id in last_before:
-        case = closed[case_id]
-        held_case = looked_at.get(case.customer_id)
-        if held_case is None or (case.closed_at, case.id) > (held_case.closed_at, held_case.id):
-            looked_at[case.customer_id] = case
-    # Each of those customers' first response after the close (ties: the smaller id).
-    first_after: dict[str, tuple[datetime, str, int | None]] = {}
-    for record in responses:
-        case = looked_at.get(record.customer_id)
-        if case is None or case.closed_at is None or record.submitted_at <= case.closed_at:
-            continue
-        key = (record.submitted_at, record.response_id, record.score)
-        held = first_after.get(record.customer_id)
-        if held is None or key[:2] < held[:2]:
-            first_after[record.customer_id] = key
+        key = (record.submitted_at, position, record.score)
+        if record.submitted_at <= closed_at:
+            held = before.get(record.customer_id)
+            if held is None or key[:2] > held[:2]:
+                before[record.customer_id] = key
+        else:
+            held = after.get(record.customer_id)
+            if held is None or key[:2] < held[:2]:
+                after[record.customer_id] = key
     detractors = recovered = before_sum = before_count = after_sum = after_count = 0
-    for customer, (_, _, after) in first_after.items():
-        before = last_before[looked_at[customer].id][2]
-        if before is not None:
-            before_sum += before
+    for customer, (_, _, after_score) in after.items():
+        before_score = before[customer][2] if customer in before else None
+        if before_score is not None:
+            before_sum += before_score
             before_count += 1
-        if after is not None:
-            after_sum += after
+        if after_score is not None:
+            after_sum += after_score
             after_count += 1
-        if before in DETRACTOR_SCORES:
+        if before_score in DETRACTOR_SCORES:
             detractors += 1
-            recovered += after is not None and after >= RECOVERED_SCORE
+            recovered += after_score is not None and after_score >= RECOVERED_SCORE
     return Recovery.from_totals(
-        customers=len(first_after),
+        customers=len(after),
         detractors=detractors,
         recovered=recovered,
         before_sum=before_sum,

@@ -1,28 +1,37 @@
 """Reports for :class:`~closeloop.storage.SQLiteStore`, computed in SQL.
 
-Every figure is aggregated by SQLite; Python receives a few dozen rows at most
-(one per assignee and status, one per reason and status, and the rows that hold
-the percentiles) and finishes them through the helpers in
-:mod:`closeloop.reporting`, exactly as the memory store does. All queries run
+Every figure is aggregated by SQLite; Python receives grouped rows only (one per
+assignee, reason set and status), the values at two ranks, one median per
+assignee and one row of recovery totals, and finishes them through the helpers
+in :mod:`closeloop.reporting`, exactly as the memory store does. All queries run
 in one read transaction, so the report is one consistent snapshot even while
 other processes write.
 
-How the harder parts are done:
+A report over a million cases must not sort a million rows (SQLite's sorter is
+what makes a naive report take tens of seconds), so each query follows an index
+that the reporting migration creates:
 
-- **Percentiles** (nearest rank): ``row_number()`` over the durations in order,
-  with the count and sum over the same window; only the rows at the two ranks
-  come back. Per assignee, the same partitioned by assignee.
-- **Means** are exact: durations are summed as whole seconds and leftover
-  microseconds separately, because a plain sum of microseconds over a million
-  long-open cases can overflow SQLite's 64-bit integers.
-- **Time to first action**: for each case, an index walk over its events in
-  ``seq`` order stops at the first qualifying one.
-- **Reasons** are a JSON array per case, unnested with ``json_each``.
+- **Counts, overdue, SLA, aging, sums**: one ``GROUP BY assignee, reasons, status``
+  that streams through the covering index ``cases_report`` in its own order.
+- **Percentiles** (nearest rank): ``ORDER BY duration LIMIT 1 OFFSET rank - 1``
+  walks the expression index ``cases_time_to_close`` (or
+  ``cases_time_to_first_action``) to the rank; per assignee, one such walk in
+  ``cases_time_to_close_by_assignee``.
+- **Time to first action** reads ``cases.first_action_at``, which a trigger sets
+  when the first qualifying event is written.
+- **Means** are exact: durations are summed in integer microseconds per group;
+  should a group's sum overflow SQLite's 64 bits, the query runs again with
+  whole seconds and leftover microseconds summed apart.
+- **Recovery**: each customer's latest close streams out of ``cases_last_close``;
+  their responses just before and after it are two index seeks.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +39,6 @@ from closeloop.model import Status
 from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
-    FIRST_ACTION_KINDS,
     RECOVERED_SCORE,
     AssigneeStats,
     Durations,
@@ -49,10 +57,6 @@ __all__ = ["report_from_sqlite"]
 _MICROS_PER_SECOND = 1_000_000
 _MICROSECOND = timedelta(microseconds=1)
 
-# Fixed constants, written into the SQL as literals (not parameters) so that the
-# planner can match them against the partial index on events.
-_ACTION_KINDS = ", ".join(f"'{kind}'" for kind in FIRST_ACTION_KINDS)
-
 
 def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
     """Compute the report in one read transaction on ``conn`` (an autocommit connection).
@@ -63,27 +67,44 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
     conn.execute("BEGIN")  # deferred: the first SELECT fixes the snapshot for all of them
     try:
         groups = _groups(conn, where, params)
-        by_reason = _by_reason(conn, where, params)
-        close_medians = _close_medians(conn, where, params)
-        time_to_close = _durations(
-            conn,
-            f"SELECT c.closed_at - c.opened_at AS d FROM cases AS c "
-            f"WHERE {where} AND c.status = 'closed'",
-            params,
+        time_to_close = _durations(conn, _TIME_TO_CLOSE, where, params, groups.close)
+        time_to_first_action = _durations(
+            conn, _TIME_TO_FIRST_ACTION, where, params, groups.first_action
         )
-        time_to_first_action = _durations(conn, _FIRST_ACTIONS.format(where=where), params)
+        medians = _close_medians(conn, where, params, groups.closed_by_assignee)
         recovery = _recovery(conn, where, params)
     except BaseException:
         if conn.in_transaction:  # never mask the real error with a failing COMMIT
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return _assemble(query, groups, by_reason, close_medians, time_to_close,
-                     time_to_first_action, recovery)
+    return Report(
+        query=query,
+        status_counts=full_counts(groups.status_counts),
+        unassigned=groups.unassigned,
+        by_assignee={
+            name: AssigneeStats(
+                status_counts=full_counts(groups.by_assignee[name]),
+                median_time_to_close=(
+                    None if name not in medians else medians[name] * _MICROSECOND
+                ),
+            )
+            for name in sorted(groups.by_assignee)
+        },
+        by_reason={
+            reason: full_counts(groups.by_reason[reason]) for reason in sorted(groups.by_reason)
+        },
+        time_to_first_action=time_to_first_action,
+        time_to_close=time_to_close,
+        overdue=groups.overdue,
+        closed_within_sla=share(groups.closed_in_time, groups.closed_with_due),
+        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, groups.aging, strict=True)},
+        recovery=recovery,
+    )
 
 
 def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
-    """The WHERE condition (on ``cases AS c``) selecting the query's cases, and its parameters."""
+    """The condition (on ``cases AS c``) selecting the query's cases, and all parameters."""
     clauses = ["1"]
     params: dict[str, Any] = {"now": to_micros(query.now)}
     if query.since is not None:
@@ -96,142 +117,184 @@ def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
         clauses.append("c.assignee = :assignee")
         params["assignee"] = query.assignee
     if query.reason is not None:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(c.reasons) WHERE value = :reason)")
+        # instr() first, as a cheap necessary condition: SQLiteStore writes reasons with
+        # json.dumps, so a case with the reason holds its JSON string verbatim.
+        clauses.append("instr(c.reasons, :reason_json) > 0 AND EXISTS "
+                       "(SELECT 1 FROM json_each(c.reasons) WHERE value = :reason)")
         params["reason"] = query.reason
-    for index, (_, lower, upper) in enumerate(AGE_BUCKETS):
-        params[f"age_lower_{index}"] = lower // _MICROSECOND
-        params[f"age_upper_{index}"] = None if upper is None else upper // _MICROSECOND
+        params["reason_json"] = json.dumps(query.reason)
+    for index, (_, _, upper) in enumerate(AGE_BUCKETS):
+        if upper is not None:  # age < upper  <=>  opened after now - upper
+            params[f"younger_{index}"] = params["now"] - upper // _MICROSECOND
     return " AND ".join(clauses), params
 
 
-def _age_filter(index: int) -> str:
-    # The first bucket also takes negative ages (a case opened after `now`).
-    lower = "" if index == 0 else f"AND :now - c.opened_at >= :age_lower_{index} "
-    upper = "" if AGE_BUCKETS[index][2] is None else f"AND :now - c.opened_at < :age_upper_{index}"
-    return f"count(*) FILTER (WHERE c.status != 'closed' {lower}{upper})"
+def _sum(duration: str, split: bool) -> str:
+    if not split:
+        return f"0, sum({duration})"  # as (seconds, µs)
+    # Whole seconds and leftover µs: SQL's / and % both truncate, so the parts add up exactly.
+    return f"sum(({duration}) / {_MICROS_PER_SECOND}), sum(({duration}) % {_MICROS_PER_SECOND})"
 
 
+# Each figure is counted whatever the group's status and used only where it means
+# something (overdue and aging for groups that are not Closed, the rest for Closed
+# ones): a FILTER per status would cost more than the counts it saves.
 _GROUPS = """
-    SELECT c.assignee, c.status, count(*),
-        count(*) FILTER (WHERE c.status != 'closed' AND c.due_at < :now),
-        count(*) FILTER (WHERE c.status = 'closed' AND c.due_at IS NOT NULL),
-        count(*) FILTER (WHERE c.status = 'closed' AND c.closed_at <= c.due_at),
-        {aging}
-    FROM cases AS c WHERE {where}
-    GROUP BY c.assignee, c.status
+    SELECT c.assignee, c.reasons, c.status, count(*),
+        count(*) FILTER (WHERE c.due_at < :now), count(c.due_at),
+        count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
+        count(c.first_action_at), {first_action_sum},
+        {younger}
+    FROM cases AS c INDEXED BY cases_report
+    WHERE {where}
+    GROUP BY c.assignee, c.reasons, c.status
 """
 
 
-def _groups(conn: sqlite3.Connection, where: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Per (assignee, status): cases, overdue, closed with a due date, closed in time, aging."""
-    aging = ", ".join(_age_filter(index) for index in range(len(AGE_BUCKETS)))
-    return conn.execute(_GROUPS.format(aging=aging, where=where), params).fetchall()
+def _groups(conn: sqlite3.Connection, where: str, params: dict[str, Any]) -> _Groups:
+    """Sum durations per group in µs; if one group's sum overflows 64 bits, split it."""
+    younger = ", ".join(f"count(*) FILTER (WHERE c.opened_at > :younger_{index})"
+                        for index in range(len(AGE_BUCKETS) - 1))
+    for split in (False, True):
+        sql = _GROUPS.format(
+            close_sum=_sum("c.closed_at - c.opened_at", split),
+            first_action_sum=_sum("c.first_action_at - c.opened_at", split),
+            younger=younger, where=where,
+        )
+        try:
+            return _Groups(conn.execute(sql, params).fetchall())
+        except sqlite3.OperationalError as exc:
+            if split or "integer overflow" not in str(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _by_reason(
-    conn: sqlite3.Connection, where: str, params: dict[str, Any]
-) -> dict[str, dict[Status, int]]:
-    # A reason repeated within one case counts once: only its first position is kept.
-    rows = conn.execute(
-        f"""
-        SELECT j.value, c.status, count(*) FROM cases AS c, json_each(c.reasons) AS j
-        WHERE {where} AND (j.key = 0 OR NOT EXISTS (
-            SELECT 1 FROM json_each(c.reasons) AS k WHERE k.key < j.key AND k.value = j.value))
-        GROUP BY j.value, c.status
-        """,
-        params,
-    ).fetchall()
-    counts: dict[str, dict[Status, int]] = {}
-    for reason, status, count in rows:
-        counts.setdefault(reason, {})[Status(status)] = count
-    return counts
+def _micros(seconds: int | None, micros: int | None) -> int:
+    return (seconds or 0) * _MICROS_PER_SECOND + (micros or 0)
+
+
+class _Groups:
+    """The (assignee, reasons, status) groups, added up into the report's counts."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.status_counts: Counter[Status] = Counter()
+        self.by_assignee: defaultdict[str, Counter[Status]] = defaultdict(Counter)
+        self.closed_by_assignee: Counter[str] = Counter()
+        self.by_reason: defaultdict[str, Counter[Status]] = defaultdict(Counter)
+        self.unassigned = self.overdue = self.closed_with_due = self.closed_in_time = 0
+        self.close = [0, 0]  # count, total µs
+        self.first_action = [0, 0]
+        self.aging = [0] * len(AGE_BUCKETS)
+        for assignee, reasons, status_value, count, late, with_due, in_time, *rest in rows:
+            status = Status(status_value)
+            close_s, close_us, acted, act_s, act_us, *younger = rest
+            self.status_counts[status] += count
+            if assignee is None:
+                self.unassigned += count
+            else:
+                self.by_assignee[assignee][status] += count
+                if status is Status.CLOSED:
+                    self.closed_by_assignee[assignee] += count
+            for reason in dict.fromkeys(json.loads(reasons)):  # a repeated reason counts once
+                self.by_reason[reason][status] += count
+            self.first_action[0] += acted
+            self.first_action[1] += _micros(act_s, act_us)
+            if status is Status.CLOSED:
+                self.closed_with_due += with_due
+                self.closed_in_time += in_time
+                self.close[0] += count
+                self.close[1] += _micros(close_s, close_us)
+            else:
+                self.overdue += late
+                # younger[i]: opened less than bucket i's upper bound ago (cumulative).
+                bounds = [0, *younger, count]
+                for index in range(len(AGE_BUCKETS)):
+                    self.aging[index] += bounds[index + 1] - bounds[index]
+
+
+# (duration expression, the condition that it exists, the index ordered by it)
+_TIME_TO_CLOSE = ("c.closed_at - c.opened_at", "c.closed_at IS NOT NULL", "cases_time_to_close")
+_TIME_TO_FIRST_ACTION = (
+    "c.first_action_at - c.opened_at",
+    "c.first_action_at IS NOT NULL",
+    "cases_time_to_first_action",
+)
+
+
+def _at_rank(
+    conn: sqlite3.Connection, source: tuple[str, str, str], where: str, params: dict[str, Any],
+    rank: int,
+) -> int:
+    duration, exists, index = source
+    (value,) = conn.execute(
+        f"SELECT {duration} FROM cases AS c INDEXED BY {index} WHERE {exists} AND {where} "
+        f"ORDER BY {duration} LIMIT 1 OFFSET :offset",
+        {**params, "offset": rank - 1},
+    ).fetchone()
+    return int(value)
+
+
+def _durations(
+    conn: sqlite3.Connection, source: tuple[str, str, str], where: str, params: dict[str, Any],
+    totals: list[int],
+) -> Durations:
+    count, total_us = totals
+    if count == 0:
+        return Durations(count=0)
+    median, p90 = (
+        _at_rank(conn, source, where, params, nearest_rank(count, percent)) for percent in (50, 90)
+    )
+    return summarise(count, total_us, median, p90)
 
 
 def _close_medians(
-    conn: sqlite3.Connection, where: str, params: dict[str, Any]
+    conn: sqlite3.Connection, where: str, params: dict[str, Any], closed: Counter[str]
 ) -> dict[str, int]:
-    """Each assignee's median time to close (nearest rank), in microseconds."""
-    rows = conn.execute(
-        f"""
-        SELECT assignee, d FROM (
-            SELECT c.assignee, c.closed_at - c.opened_at AS d,
-                row_number() OVER sorted AS rn, count(*) OVER whole AS n
-            FROM cases AS c
-            WHERE {where} AND c.status = 'closed' AND c.assignee IS NOT NULL
-            WINDOW sorted AS (PARTITION BY c.assignee ORDER BY c.closed_at - c.opened_at),
-                whole AS (sorted ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-        ) WHERE rn = (n * 50 + 99) / 100
-        """,
-        params,
-    ).fetchall()
-    return {assignee: duration for assignee, duration in rows}
+    """Each assignee's median time to close (nearest rank), in µs: one index walk each."""
+    medians: dict[str, int] = {}
+    for name, count in closed.items():
+        if count:
+            (medians[name],) = conn.execute(
+                "SELECT c.closed_at - c.opened_at FROM cases AS c "
+                "INDEXED BY cases_time_to_close_by_assignee "
+                f"WHERE c.assignee = :median_of AND c.closed_at IS NOT NULL AND {where} "
+                "ORDER BY c.closed_at - c.opened_at LIMIT 1 OFFSET :offset",
+                {**params, "median_of": name, "offset": nearest_rank(count, 50) - 1},
+            ).fetchone()
+    return medians
 
 
-def _durations(conn: sqlite3.Connection, values_sql: str, params: dict[str, Any]) -> Durations:
-    """Count, exact mean and nearest-rank median and p90 of the column ``d`` of ``values_sql``."""
-    rows = conn.execute(
-        f"""
-        SELECT rn, n, seconds, micros, d FROM (
-            SELECT d, row_number() OVER sorted AS rn, count(*) OVER whole AS n,
-                sum(d / {_MICROS_PER_SECOND}) OVER whole AS seconds,
-                sum(d % {_MICROS_PER_SECOND}) OVER whole AS micros
-            FROM ({values_sql}) WHERE d IS NOT NULL
-            WINDOW sorted AS (ORDER BY d),
-                whole AS (sorted ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-        ) WHERE rn = (n * 50 + 99) / 100 OR rn = (n * 90 + 99) / 100
-        """,
-        params,
-    ).fetchall()
-    if not rows:
-        return Durations(count=0)
-    _, count, seconds, micros, _ = rows[0]
-    at_rank = {rank: value for rank, _, _, _, value in rows}
-    return summarise(
-        count,
-        seconds * _MICROS_PER_SECOND + micros,  # SQL's / and % truncate alike: exact
-        at_rank[nearest_rank(count, 50)],
-        at_rank[nearest_rank(count, 90)],
-    )
-
-
-_FIRST_ACTIONS = f"""
-    SELECT (
-        SELECT e.at FROM events AS e
-        WHERE e.case_id = c.id AND e.seq > 1 AND e.kind IN ({_ACTION_KINDS})
-            AND e.actor != c.opened_by
-        ORDER BY e.seq LIMIT 1
-    ) - c.opened_at AS d
-    FROM cases AS c WHERE {{where}}
-"""
-
+# Each customer's latest close, then their first response after it; only for those
+# who sent one, their last response at or before it. Scores come from the covering
+# index, NULL scores travel as -1 so that "no response" (NULL) stays distinguishable.
 _RECOVERY = """
-    WITH looked_at AS (
-        SELECT id, customer_id, closed_at FROM (
-            SELECT c.id, c.customer_id, c.closed_at, row_number() OVER (
-                PARTITION BY c.customer_id ORDER BY c.closed_at DESC, c.id DESC) AS rn
-            FROM cases AS c
-            WHERE {where} AND c.status = 'closed' AND EXISTS (
-                SELECT 1 FROM responses AS r
-                WHERE r.case_id = c.id AND r.submitted_at <= c.closed_at)
-        ) WHERE rn = 1
-    ), pairs AS (
-        SELECT (
-            SELECT r.score FROM responses AS r
-            WHERE r.case_id = l.id AND r.submitted_at <= l.closed_at
-            ORDER BY r.submitted_at DESC, r.response_id DESC LIMIT 1
-        ) AS before, (
-            SELECT r.rowid FROM responses AS r
+    WITH last_close AS (
+        SELECT c.customer_id, max(c.closed_at) AS closed_at
+        FROM cases AS c INDEXED BY cases_last_close
+        WHERE c.closed_at IS NOT NULL AND {where}
+        GROUP BY c.customer_id
+    ), after AS MATERIALIZED (
+        SELECT l.customer_id, l.closed_at, (
+            SELECT coalesce(r.score, -1) FROM responses AS r INDEXED BY responses_scores
             WHERE r.customer_id = l.customer_id AND r.submitted_at > l.closed_at
-            ORDER BY r.submitted_at, r.response_id LIMIT 1
-        ) AS after_row
-        FROM looked_at AS l
+            ORDER BY r.submitted_at, r.rowid LIMIT 1
+        ) AS score
+        FROM last_close AS l
+    ), pairs AS MATERIALIZED (
+        SELECT (
+            SELECT coalesce(r.score, -1) FROM responses AS r INDEXED BY responses_scores
+            WHERE r.customer_id = a.customer_id AND r.submitted_at <= a.closed_at
+            ORDER BY r.submitted_at DESC, r.rowid DESC LIMIT 1
+        ) AS before, a.score AS after
+        FROM after AS a WHERE a.score IS NOT NULL
     )
     SELECT count(*),
-        count(*) FILTER (WHERE p.before BETWEEN :detractor_low AND :detractor_high),
-        count(*) FILTER (WHERE p.before BETWEEN :detractor_low AND :detractor_high
-            AND a.score >= :recovered),
-        coalesce(sum(p.before), 0), count(p.before), coalesce(sum(a.score), 0), count(a.score)
-    FROM pairs AS p JOIN responses AS a ON a.rowid = p.after_row
+        count(*) FILTER (WHERE before BETWEEN :detractor_low AND :detractor_high),
+        count(*) FILTER (WHERE before BETWEEN :detractor_low AND :detractor_high
+            AND after >= :recovered),
+        coalesce(sum(before) FILTER (WHERE before >= 0), 0), count(*) FILTER (WHERE before >= 0),
+        coalesce(sum(after) FILTER (WHERE after >= 0), 0), count(*) FILTER (WHERE after >= 0)
+    FROM pairs
 """
 
 
@@ -251,52 +314,4 @@ def _recovery(conn: sqlite3.Connection, where: str, params: dict[str, Any]) -> R
         before_count=before_count,
         after_sum=after_sum,
         after_count=after_count,
-    )
-
-
-def _assemble(
-    query: ReportQuery,
-    groups: list[tuple[Any, ...]],
-    by_reason: dict[str, dict[Status, int]],
-    close_medians: dict[str, int],
-    time_to_close: Durations,
-    time_to_first_action: Durations,
-    recovery: Recovery,
-) -> Report:
-    """Add up the (assignee, status) groups into the report."""
-    status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
-    by_assignee: dict[str, dict[Status, int]] = {}
-    unassigned = overdue = closed_with_due = closed_in_time = 0
-    aging = [0] * len(AGE_BUCKETS)
-    for assignee, status_value, count, late, with_due, in_time, *ages in groups:
-        status = Status(status_value)
-        status_counts[status] += count
-        if assignee is None:
-            unassigned += count
-        else:
-            by_assignee.setdefault(assignee, {})[status] = count
-        overdue += late
-        closed_with_due += with_due
-        closed_in_time += in_time
-        aging = [held + more for held, more in zip(aging, ages, strict=True)]
-    return Report(
-        query=query,
-        status_counts=status_counts,
-        unassigned=unassigned,
-        by_assignee={
-            name: AssigneeStats(
-                status_counts=full_counts(by_assignee[name]),
-                median_time_to_close=(
-                    None if name not in close_medians else close_medians[name] * _MICROSECOND
-                ),
-            )
-            for name in sorted(by_assignee)
-        },
-        by_reason={reason: full_counts(by_reason[reason]) for reason in sorted(by_reason)},
-        time_to_first_action=time_to_first_action,
-        time_to_close=time_to_close,
-        overdue=overdue,
-        closed_within_sla=share(closed_in_time, closed_with_due),
-        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, aging, strict=True)},
-        recovery=recovery,
     )
