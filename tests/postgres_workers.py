@@ -134,7 +134,7 @@ def escalate_at_once(dsn: str, schema: str, now_iso: str, index: int, barrier: A
         barrier.wait(HANG_GUARD)
         # Skipped cases were escalated by another worker meanwhile: keep going until
         # nothing is due any more.
-        while (run := loop.escalate(limit=5)).escalated or run.skipped:
+        while (run := loop.escalate(limit=3)).escalated or run.skipped:
             pass
     finally:
         store.close()

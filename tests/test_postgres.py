@@ -476,7 +476,7 @@ class TestProcesses:
         clock = FixedClock(T0)
         loop = CloseLoop(store=store, clock=clock)
         case_ids = []
-        for index in range(40):
+        for index in range(120):
             case = loop.open_case(f"c-{index}", by="agent", due_at=T0 + timedelta(hours=1))
             loop.assign(case.id, to=USERS[index % len(USERS)], by="lead")
             case_ids.append(case.id)
@@ -596,10 +596,20 @@ def check_histories(store: Store, successes: list[Any], ingested: list[Any]) -> 
 # -- reports agree with the other stores -------------------------------------------------
 
 
+#: A survey answer from one of three customers, after some time has passed.
+INGEST = st.tuples(st.just("ingest"), st.integers(0, 2), st.one_of(st.none(), st.integers(0, 10)),
+                   st.booleans(), st.sampled_from([0, 0, 1, 90]), st.sampled_from([0, 1, 600]))
+CLOSE = st.tuples(st.just("status"), st.integers(0, 30), st.just(Status.CLOSED),
+                  st.sampled_from(USERS))
+#: Operations on a few customers, weighted so that cases get closed and customers
+#: answer again afterwards (recovery), with time passing in between.
+WAIT = st.tuples(st.just("wait"), st.integers(0, 5000))
+#: A rescue: the customer answers, their latest case is closed, later they answer again.
+RESCUE = st.tuples(st.just("rescue"), st.integers(0, 2), st.one_of(st.none(), st.integers(0, 10)),
+                   st.one_of(st.none(), st.integers(0, 10)), st.integers(0, 3000))
 OPERATIONS = st.lists(st.one_of(
-    st.tuples(st.just("ingest"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 10)),
-              st.booleans(), st.integers(0, 600)),
-    st.tuples(st.just("open"), st.integers(0, 5), st.sampled_from(USERS),
+    INGEST, INGEST, RESCUE, CLOSE, WAIT,
+    st.tuples(st.just("open"), st.integers(0, 3), st.sampled_from(USERS),
               st.lists(st.sampled_from(["vip", "call", "vip"]), max_size=3),
               st.one_of(st.none(), st.integers(-3000, 3000))),
     st.tuples(st.just("assign"), st.integers(0, 30), st.sampled_from(USERS),
@@ -607,8 +617,7 @@ OPERATIONS = st.lists(st.one_of(
     st.tuples(st.just("status"), st.integers(0, 30), st.sampled_from(list(Status)),
               st.sampled_from(USERS)),
     st.tuples(st.just("comment"), st.integers(0, 30), st.sampled_from(USERS)),
-    st.tuples(st.just("wait"), st.integers(1, 5000)),
-), max_size=40)
+), min_size=5, max_size=60)
 
 
 def apply_operation(loop: CloseLoop, clock: FixedClock, operation: tuple[Any, ...],
@@ -620,10 +629,21 @@ def apply_operation(loop: CloseLoop, clock: FixedClock, operation: tuple[Any, ..
         if kind == "wait":
             clock.advance(minutes=args[0])
         elif kind == "ingest":
-            customer, score, contact, minutes_ago = args
+            customer, score, contact, minutes_ago, waited = args
+            clock.advance(minutes=waited)
             loop.ingest(SurveyResponse(
                 id=f"r-{next(response_ids)}", customer_id=f"c-{customer}", score=score,
                 contact_requested=contact, submitted_at=clock() - timedelta(minutes=minutes_ago)))
+        elif kind == "rescue":
+            customer, before, after, minutes = args
+            loop.ingest(SurveyResponse(id=f"r-{next(response_ids)}", customer_id=f"c-{customer}",
+                                       score=before, contact_requested=True))
+            (latest,) = loop.cases(customer_id=f"c-{customer}")[-1:]
+            if latest.status is not Status.CLOSED:
+                loop.set_status(latest.id, Status.CLOSED, by="ana", comment="rescued")
+            clock.advance(minutes=minutes)
+            loop.ingest(SurveyResponse(id=f"r-{next(response_ids)}", customer_id=f"c-{customer}",
+                                       score=after))
         elif kind == "open":
             customer, by, reasons, due_minutes = args
             due = None if due_minutes is None else clock() + timedelta(minutes=due_minutes)
@@ -666,7 +686,7 @@ def report_stores(dsn: str, tmp_path: Path) -> Iterator[tuple[ScratchPostgresSto
 class TestReportsAgree:
     """PostgresStore's report equals MemoryStore's and SQLiteStore's for the same history."""
 
-    @settings(max_examples=40, deadline=None,
+    @settings(max_examples=60, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(operations=OPERATIONS)
     def test_reports_are_identical(
@@ -722,3 +742,34 @@ class TestPostgresSpecifics:
         case = make_case()
         store.commit(evolve(opened_change(case), notices=[make_notice(case.id, i) for i in ids]))
         assert [notice.id for notice in store.pending_notices()] == sorted(ids)
+
+    def test_a_forked_child_opens_its_own_connections(self, store: ScratchPostgresStore,
+                                                      dsn: str) -> None:
+        """Parent and forked child writing at once through one store each get their own connections."""
+        result = run_python(f"""
+import os
+from closeloop.storage import PostgresStore
+from closeloop.testing.store_contract import make_case, opened_change
+store = PostgresStore({dsn!r}, schema={store.schema!r}, pool_size=2, timeout=5)
+store.commit(opened_change(make_case("before")))
+
+def write(who):
+    for number in range(100):
+        store.commit(opened_change(make_case(f"{{who}}-{{number}}")))
+        assert store.get(f"{{who}}-{{number}}").id == f"{{who}}-{{number}}"
+
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        write("child")
+        code = 0
+    finally:
+        os._exit(code)
+write("parent")  # at the same time as the child
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), len(store.find()))
+store.close()
+""")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["0", "201"]

@@ -13,8 +13,10 @@ transaction, so the report is one snapshot even while other processes write.
 - **Percentiles** (nearest rank): ``row_number()`` over the durations in order,
   with the count and sum over the same window; only the rows at the two ranks
   come back. Per assignee, the same partitioned by assignee.
-- **Ties** between ids (recovery) are broken with ``COLLATE "C"``: byte order
-  of UTF-8, which is code point order, as Python compares strings.
+- **Recovery** looks at each customer's latest close among the reported cases
+  and their responses just before and just after it; responses submitted at
+  the same microsecond are taken in the order they were recorded
+  (``responses.recorded_seq``), as the other stores do.
 - **Reasons** are a ``text[]`` per case; a reason repeated in one case counts
   once (``SELECT DISTINCT unnest(…)``).
 """
@@ -203,31 +205,28 @@ _FIRST_ACTIONS = f"""
 """
 
 _RECOVERY = """
-    WITH looked_at AS (
-        SELECT DISTINCT ON (c.customer_id) c.id, c.customer_id, c.closed_at
-        FROM {schema}.cases AS c
-        WHERE {where} AND c.status = 'closed' AND EXISTS (
-            SELECT 1 FROM {schema}.responses AS r
-            WHERE r.case_id = c.id AND r.submitted_at <= c.closed_at)
-        ORDER BY c.customer_id, c.closed_at DESC, c.id COLLATE "C" DESC
+    WITH last_close AS (
+        SELECT c.customer_id, max(c.closed_at) AS closed_at
+        FROM {schema}.cases AS c WHERE {where} AND c.status = 'closed'
+        GROUP BY c.customer_id
     ), pairs AS (
         SELECT (
             SELECT r.score FROM {schema}.responses AS r
-            WHERE r.case_id = l.id AND r.submitted_at <= l.closed_at
-            ORDER BY r.submitted_at DESC, r.response_id COLLATE "C" DESC LIMIT 1
-        ) AS before, (
-            SELECT r.response_id FROM {schema}.responses AS r
+            WHERE r.customer_id = l.customer_id AND r.submitted_at <= l.closed_at
+            ORDER BY r.submitted_at DESC, r.recorded_seq DESC LIMIT 1
+        ) AS before, a.score AS after
+        FROM last_close AS l CROSS JOIN LATERAL (
+            SELECT r.score FROM {schema}.responses AS r
             WHERE r.customer_id = l.customer_id AND r.submitted_at > l.closed_at
-            ORDER BY r.submitted_at, r.response_id COLLATE "C" LIMIT 1
-        ) AS after_id
-        FROM looked_at AS l
+            ORDER BY r.submitted_at, r.recorded_seq LIMIT 1
+        ) AS a
     )
     SELECT count(*),
-        count(*) FILTER (WHERE p.before BETWEEN %(detractor_low)s AND %(detractor_high)s),
-        count(*) FILTER (WHERE p.before BETWEEN %(detractor_low)s AND %(detractor_high)s
-            AND a.score >= %(recovered)s),
-        coalesce(sum(p.before), 0), count(p.before), coalesce(sum(a.score), 0), count(a.score)
-    FROM pairs AS p JOIN {schema}.responses AS a ON a.response_id = p.after_id
+        count(*) FILTER (WHERE before BETWEEN %(detractor_low)s AND %(detractor_high)s),
+        count(*) FILTER (WHERE before BETWEEN %(detractor_low)s AND %(detractor_high)s
+            AND after >= %(recovered)s),
+        coalesce(sum(before), 0), count(before), coalesce(sum(after), 0), count(after)
+    FROM pairs
 """
 
 

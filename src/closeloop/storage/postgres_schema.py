@@ -9,8 +9,8 @@ moment wait for each other, and each migration runs exactly once.
 
 Times are ``timestamptz``; reasons and response ids are ``text[]``; the fields
 of an event that are specific to its kind are ``jsonb``. ``cases.created_seq``
-records creation order, which breaks ties between cases opened at the same
-instant.
+and ``responses.recorded_seq`` record the order rows were written in, which
+breaks ties between cases opened, or responses submitted, at the same instant.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX outbox_by_case ON {schema}.outbox (case_id);
     CREATE TABLE {schema}.responses (
         response_id text PRIMARY KEY,
+        recorded_seq bigint GENERATED ALWAYS AS IDENTITY,
         customer_id text NOT NULL,
         outcome text NOT NULL CHECK (outcome IN ('opened', 'attached', 'ignored')),
         case_id text REFERENCES {schema}.cases (id),
@@ -89,8 +90,8 @@ MIGRATIONS: Sequence[str] = (
         submitted_at timestamptz NOT NULL,
         received_at timestamptz NOT NULL
     );
-    CREATE INDEX responses_by_customer ON {schema}.responses (customer_id, submitted_at);
-    CREATE INDEX responses_by_case ON {schema}.responses (case_id) WHERE case_id IS NOT NULL;
+    CREATE INDEX responses_by_customer ON {schema}.responses
+        (customer_id, submitted_at, recorded_seq);
     CREATE TABLE {schema}.rotations (
         key text PRIMARY KEY,
         position bigint NOT NULL
