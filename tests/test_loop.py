@@ -16,12 +16,13 @@ from closeloop import (
     ConcurrentUpdate,
     InvalidInput,
     NothingToChange,
+    NotifierError,
     Opened,
     Status,
     StatusChanged,
     TransitionNotAllowed,
 )
-from closeloop.notify import MemoryNotifier
+from closeloop.notify import MemoryNotifier, Message
 from closeloop.storage import Store
 from closeloop.testing import FixedClock
 
@@ -152,6 +153,46 @@ class TestNotifierFailure:
         report = loop.deliver_pending()
         assert (report.sent, report.failed) == (0, 1)
         assert loop.store.pending_notices()[0].attempts == 2
+
+    def test_repeated_failures_back_off(
+        self, loop: CloseLoop, outbox: MemoryNotifier, clock: FixedClock
+    ) -> None:
+        """After the first retry a failing notice waits 1, 2, 4 … minutes before the next try."""
+        case = loop.open_case("c-1", by="a")
+        outbox.fail = True
+        loop.assign(case.id, to="alice", by="bob")  # attempt 1 fails
+        assert loop.deliver_pending().failed == 1  # retried at once: attempt 2 fails
+        assert loop.deliver_pending().failed == 0  # not due for a minute
+        clock.advance(minutes=1)
+        assert loop.deliver_pending().failed == 1  # attempt 3 fails: next in 2 minutes
+        clock.advance(minutes=1)
+        assert loop.deliver_pending().failed == 0
+        outbox.fail = False
+        clock.advance(minutes=1)
+        assert loop.deliver_pending().sent == 1
+
+    def test_undeliverable_notices_do_not_starve_new_ones(
+        self, store: Store, clock: FixedClock
+    ) -> None:
+        """Old notices that always fail back off, so a new notice still gets delivered."""
+
+        class NoAddressFor(MemoryNotifier):
+            def send(self, message: Message) -> None:
+                if message.to == "ghost":
+                    raise NotifierError("no address for ghost")
+                super().send(message)
+
+        outbox = NoAddressFor()
+        loop = CloseLoop(store=store, notifier=outbox, clock=clock)
+        for index in range(12):
+            loop.assign(loop.open_case(f"c-{index}", by="a").id, to="ghost", by="bob")
+        loop.deliver_pending(limit=12)  # each ghost notice fails a second time: backs off
+        outbox.fail = True
+        fresh = loop.open_case("c-new", by="a")
+        loop.assign(fresh.id, to="alice", by="bob")  # fails once while the mail is down
+        outbox.fail = False
+        assert loop.deliver_pending(limit=5).sent == 1
+        assert [m.to for m in outbox.sent] == ["alice"]
 
     def test_notice_of_a_crashed_process_is_retried_after_its_lease(
         self, store: Store, clock: FixedClock

@@ -57,6 +57,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """How long a notice that has failed ``attempts`` times waits before the next try.
+
+    The first retry may come at once (the next ``deliver_pending()``); then 1, 2, 4 …
+    minutes, at most an hour. The back-off keeps notices that cannot be delivered
+    (a user without an address) from filling every batch and starving new ones.
+    """
+    if attempts <= 1:
+        return timedelta(0)
+    return min(timedelta(minutes=2 ** min(attempts - 2, 10)), timedelta(hours=1))
+
+
 def new_id() -> str:
     """The default id factory: a random 32-character hex string."""
     return uuid.uuid4().hex
@@ -448,7 +460,8 @@ class CloseLoop:
         """Deliver notices still waiting in the outbox (failed or left by a crash).
 
         Safe to run from several processes at once: each notice is claimed by one.
-        Call it from a scheduler (cron, a worker loop) every minute or so.
+        Call it from a scheduler (cron, a worker loop) every minute or so. A notice
+        that keeps failing is retried with back-off (see :func:`retry_delay`).
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", limit, "must be a positive integer")
@@ -469,8 +482,9 @@ class CloseLoop:
         except Exception as exc:  # any notifier failure leaves the notice pending
             log.warning("could not deliver notice %r for case %r: %r", notice.id,
                         notice.case_id, exc)
+            retry_at = self.now() + retry_delay(notice.attempts + 1)
             self._safely(self.store.notice_failed, notice.id, error=repr(exc)[:1000],
-                         retry_at=self.now())
+                         retry_at=retry_at)
             return False
         return True
 
