@@ -1,0 +1,76 @@
+"""The public surface of design.md, written as a user would, checked by mypy --strict.
+
+Not run; .ci/run type-checks it so a renamed or retyped public name fails CI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from closeloop import (
+    CaseNotFound,
+    CloseLoop,
+    CloseLoopError,
+    CommentRequired,
+    ConcurrentUpdate,
+    InvalidInput,
+    Status,
+    SurveyResponse,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+    TransitionNotAllowed,
+)
+from closeloop.model import Case, Event
+from closeloop.notify import MemoryNotifier, Message
+from closeloop.onetouch import OneTouch
+from closeloop.reporting import Report
+from closeloop.storage import MemoryStore, SQLiteStore
+from closeloop.triggers import Trigger, contact_requested, nps_between
+
+ERRORS: tuple[type[CloseLoopError], ...] = (
+    CaseNotFound, TransitionNotAllowed, CommentRequired, ConcurrentUpdate, InvalidInput,
+    TokenInvalid, TokenExpired, TokenUsed,
+)
+
+
+def walkthrough() -> None:
+    """The design document's example, line by line."""
+    outbox = MemoryNotifier()
+    loop = CloseLoop(
+        store=SQLiteStore("closeloop.db"),
+        notifier=outbox,
+        triggers=[
+            Trigger("detractor", nps_between(0, 6)),
+            Trigger("contact-request", contact_requested()),
+        ],
+        one_touch=OneTouch(secret_key="x" * 32, base_url="https://crm.example/one-touch",
+                           max_age=timedelta(hours=24)),
+        clock=None,
+    )
+    case: Case | None = loop.ingest(SurveyResponse(id="r-1", customer_id="c-42", score=3,
+                                                   contact_requested=True, comment="Slow delivery"))
+    assert case is not None
+    manual: Case = loop.open_case("c-7", by="agent-1", comment="Called in upset")
+    loop.assign(case.id, to="alice", by="bob")
+    loop.set_status(case.id, Status.PROGRESS, by="alice", comment="Called the customer")
+    loop.comment(case.id, "Answered their question on X", by="alice")
+    loop.set_status(case.id, Status.CLOSED, by="alice", comment="Refund issued")
+
+    current: Case = loop.get(case.id)
+    home: list[Case] = loop.cases(assignee="alice", status=Status.OPEN, customer_id="c-42")
+    events: list[Event] = loop.history(manual.id)
+    report: Report = loop.report()
+    counts: int = report.status_counts[Status.OPEN]
+
+    link: str = loop.one_touch.link(case.id)
+    token = link.split("token=")[1]
+    view = loop.one_touch.open(token)
+    pending = loop.one_touch.prepare(token, status=Status.CLOSED, comment="Sorted by phone")
+    confirmed: Case = loop.one_touch.confirm(pending.token)
+
+    sent: list[Message] = outbox.sent
+    first = sent[0]
+    fields: tuple[str, str, str, str, str] = (first.to, first.subject, first.text, first.html,
+                                              first.case_id)
+    print(current, home, events, counts, view, confirmed, fields, MemoryStore())
