@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from closeloop.convert import event_extra, structure_event
 from closeloop.errors import (
     CaseNotFound,
     CloseLoopError,
@@ -50,6 +49,15 @@ from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, check_change
 from closeloop.storage.postgres_report import report_from_postgres
 from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
+from closeloop.storage.rows import (
+    CASE_COLUMNS,
+    CASE_UPDATE_COLUMNS,
+    EVENT_COLUMNS,
+    NOTICE_COLUMNS,
+    RESPONSE_COLUMNS,
+    RowCodec,
+    case_filters,
+)
 
 try:
     import psycopg
@@ -66,17 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL_HINT", "PostgresStore"]
 
 INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "closeloop[postgres]"'
-
-_CASE_COLUMNS = (
-    "id, customer_id, status, assignee, reasons, response_ids, priority, due_at, "
-    "opened_at, updated_at, closed_at, opened_by, version"
-)
-_EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
-_NOTICE_COLUMNS = (
-    "id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
-    "attempts, last_error, sent_at"
-)
-_RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
 
 #: Which cases are due for escalation (see Store.escalation_candidates).
 _DUE = (
@@ -95,38 +92,38 @@ _SQL = {
                   "FOR NO KEY UPDATE",
     "active_cases": "SELECT customer_id, id, version FROM {s}.cases WHERE customer_id = ANY(%s) "
                     "AND status <> 'closed' ORDER BY created_seq",
-    "insert_case": f"INSERT INTO {{s}}.cases ({_CASE_COLUMNS}) VALUES "
+    "insert_case": f"INSERT INTO {{s}}.cases ({CASE_COLUMNS}) VALUES "
                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                    "ON CONFLICT (id) DO NOTHING RETURNING id",
     # customer_id, opened_at and opened_by never change after opening (see Change).
-    "update_case": "UPDATE {s}.cases SET status = %s, assignee = %s, reasons = %s, "
-                   "response_ids = %s, priority = %s, due_at = %s, updated_at = %s, "
-                   "closed_at = %s, version = %s WHERE id = %s AND version = %s RETURNING id",
+    "update_case": "UPDATE {s}.cases SET "
+                   f"{', '.join(f'{column} = %s' for column in CASE_UPDATE_COLUMNS)} "
+                   "WHERE id = %s AND version = %s RETURNING id",
     "version": "SELECT version FROM {s}.cases WHERE id = %s",
-    "insert_event": "INSERT INTO {s}.events (kind, case_id, actor, at, seq, comment, via, data) "
+    "insert_event": f"INSERT INTO {{s}}.events ({EVENT_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-    "insert_notice": f"INSERT INTO {{s}}.outbox ({_NOTICE_COLUMNS}) VALUES "
+    "insert_notice": f"INSERT INTO {{s}}.outbox ({NOTICE_COLUMNS}) VALUES "
                      "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-    "insert_response": f"INSERT INTO {{s}}.responses ({_RESPONSE_COLUMNS}) VALUES "
+    "insert_response": f"INSERT INTO {{s}}.responses ({RESPONSE_COLUMNS}) VALUES "
                        "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
                        "RETURNING response_id",
     "use_link": "INSERT INTO {s}.used_links (link_id, case_id) VALUES (%s, %s) "
                 "ON CONFLICT (link_id) DO NOTHING RETURNING link_id",
-    "responses": f"SELECT {_RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
-    "latest_cases": f"SELECT DISTINCT ON (customer_id) {_CASE_COLUMNS} FROM {{s}}.cases "
+    "responses": f"SELECT {RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
+    "latest_cases": f"SELECT DISTINCT ON (customer_id) {CASE_COLUMNS} FROM {{s}}.cases "
                     "WHERE customer_id = ANY(%s) ORDER BY customer_id, created_seq DESC",
     "lock_due_cases": (
         f"SELECT c.id FROM {{s}}.cases AS c WHERE {_DUE} "
         "ORDER BY opened_at, created_seq LIMIT %(limit)s FOR NO KEY UPDATE OF c SKIP LOCKED"
     ),
     "due_cases": (
-        f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases AS c WHERE c.id = ANY(%(ids)s) AND {_DUE} "
+        f"SELECT {CASE_COLUMNS} FROM {{s}}.cases AS c WHERE c.id = ANY(%(ids)s) AND {_DUE} "
         "ORDER BY opened_at, created_seq"
     ),
     "link_used": "SELECT 1 FROM {s}.used_links WHERE link_id = %s",
     "rotate": "INSERT INTO {s}.rotations AS r (key, position) VALUES (%s, 1) ON CONFLICT (key) "
               "DO UPDATE SET position = r.position + 1 RETURNING position",
-    "get": f"SELECT {_CASE_COLUMNS} FROM {{s}}.cases WHERE id = %s",
+    "get": f"SELECT {CASE_COLUMNS} FROM {{s}}.cases WHERE id = %s",
     "history": "SELECT e.kind, e.case_id, e.actor, e.at, e.seq, e.comment, e.via, e.data "
                "FROM {s}.cases AS c LEFT JOIN {s}.events AS e ON e.case_id = c.id "
                "WHERE c.id = %s ORDER BY e.seq",
@@ -134,12 +131,12 @@ _SQL = {
         f"UPDATE {{s}}.outbox SET next_attempt_at = %s WHERE id IN (SELECT id FROM {{s}}.outbox "
         "WHERE sent_at IS NULL AND next_attempt_at <= %s "
         'ORDER BY created_at, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED) '
-        f"RETURNING {_NOTICE_COLUMNS}"
+        f"RETURNING {NOTICE_COLUMNS}"
     ),
     "notice_sent": "UPDATE {s}.outbox SET sent_at = %s WHERE id = %s",
     "notice_failed": "UPDATE {s}.outbox SET attempts = attempts + 1, last_error = %s, "
                      "next_attempt_at = %s WHERE id = %s",
-    "pending_notices": f"SELECT {_NOTICE_COLUMNS} FROM {{s}}.outbox WHERE sent_at IS NULL "
+    "pending_notices": f"SELECT {NOTICE_COLUMNS} FROM {{s}}.outbox WHERE sent_at IS NULL "
                        'ORDER BY created_at, id COLLATE "C"',
 }
 
@@ -323,7 +320,7 @@ class PostgresStore:
                     self._apply(conn, changes)
                 if ignored:
                     _execute(conn, self._sql["insert_response"],
-                             [_response_row(record) for record in ignored])
+                             [_CODEC.response_row(record) for record in ignored])
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.Error) and _rolled_back(exc.__cause__):
                 # Deadlock or serialisation failure: the server rolled everything back.
@@ -396,13 +393,13 @@ class PostgresStore:
     ) -> None:
         """Write each case's final state, guarded by the version the batch started from."""
         new = [case for case in cases.values() if first_expected[case.id] is None]
-        inserted = _returned(conn, self._sql["insert_case"], [_case_row(case) for case in new])
+        inserted = _returned(conn, self._sql["insert_case"], [_CODEC.case_row(case) for case in new])
         for case in new:
             if case.id not in inserted:  # created meanwhile by another transaction
                 raise ConcurrentUpdate(case.id, None, self._version(conn, case.id))
         old = [case for case in cases.values() if first_expected[case.id] is not None]
         updated = _returned(conn, self._sql["update_case"], [
-            (*_case_update_row(case), case.id, first_expected[case.id]) for case in old
+            (*_CODEC.case_update_row(case), case.id, first_expected[case.id]) for case in old
         ])
         for case in old:
             if case.id not in updated:
@@ -416,14 +413,14 @@ class PostgresStore:
         return None if row is None else int(row[0])
 
     def _write_rest(self, conn: Connection[Any], changes: Sequence[Change]) -> None:
-        events = [_event_row(event) for change in changes for event in change.events]
+        events = [_CODEC.event_row(event) for change in changes for event in change.events]
         _execute(conn, self._sql["insert_event"], events)
-        notices = [_notice_row(notice) for change in changes for notice in change.notices]
+        notices = [_CODEC.notice_row(notice) for change in changes for notice in change.notices]
         _execute(conn, self._sql["insert_notice"], notices)
         # In the order given: recorded_seq keeps it, and reports break ties by it.
         owner = {r.response_id: c for c in changes for r in c.responses}
         records = [r for c in changes for r in c.responses]
-        recorded = _returned(conn, self._sql["insert_response"], [_response_row(r) for r in records])
+        recorded = _returned(conn, self._sql["insert_response"], [_CODEC.response_row(r) for r in records])
         if len(recorded) != len(records):
             lost = next(r.response_id for r in records if r.response_id not in recorded)
             change = owner[lost]
@@ -433,7 +430,7 @@ class PostgresStore:
             raise TokenUsed()
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
-        rows = [_response_row(record) for record in records]
+        rows = [_CODEC.response_row(record) for record in records]
         if not rows:
             return
         with self._transaction("writing") as conn:
@@ -451,13 +448,13 @@ class PostgresStore:
         if not response_ids:
             return {}
         rows = self._fetch(self._sql["responses"], (list(response_ids),))
-        return {row[0]: _response_from_row(row) for row in rows}
+        return {row[0]: _CODEC.response_from_row(row) for row in rows}
 
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         if not customer_ids:
             return {}
         rows = self._fetch(self._sql["latest_cases"], (list(dict.fromkeys(customer_ids)),))
-        return {row[1]: _case_from_row(row) for row in rows}
+        return {row[1]: _CODEC.case_from_row(row) for row in rows}
 
     def escalation_candidates(
         self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
@@ -490,7 +487,7 @@ class PostgresStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             ids = [row[0] for row in conn.execute(self._sql["lock_due_cases"], params)]
             rows = conn.execute(self._sql["due_cases"], {**params, "ids": ids}).fetchall()
-        return [_case_from_row(row) for row in rows]
+        return [_CODEC.case_from_row(row) for row in rows]
 
     def link_used(self, link_id: str) -> bool:
         return bool(self._fetch(self._sql["link_used"], (link_id,)))
@@ -499,7 +496,7 @@ class PostgresStore:
         rows = self._fetch(self._sql["get"], (case_id,))
         if not rows:
             raise CaseNotFound(case_id)
-        return _case_from_row(rows[0])
+        return _CODEC.case_from_row(rows[0])
 
     def find(
         self,
@@ -509,31 +506,23 @@ class PostgresStore:
         customer_id: str | None = None,
         limit: int | None = None,
     ) -> list[Case]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("assignee", assignee),
-            ("status", None if status is None else status.value),
-            ("customer_id", customer_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = case_filters(
+            "%s", assignee=assignee, status=status, customer_id=customer_id
+        )
         params.append(limit)
         rows = self._fetch(
-            f"SELECT {_CASE_COLUMNS} FROM {quoted(self.schema)}.cases {where} "
+            f"SELECT {CASE_COLUMNS} FROM {quoted(self.schema)}.cases {where} "
             "ORDER BY opened_at, created_seq LIMIT %s",
             params,
         )
-        return [_case_from_row(row) for row in rows]
+        return [_CODEC.case_from_row(row) for row in rows]
 
     def history(self, case_id: str) -> list[Event]:
         # One statement: the existence check and the events share one snapshot.
         rows = self._fetch(self._sql["history"], (case_id,))
         if not rows:
             raise CaseNotFound(case_id)
-        return [_event_from_row(row) for row in rows if row[0] is not None]
+        return [_CODEC.event_from_row(row) for row in rows if row[0] is not None]
 
     def report(self, query: ReportQuery) -> Report:
         with self._transaction("reporting") as conn:
@@ -550,7 +539,7 @@ class PostgresStore:
     ) -> list[Notice]:
         with self._transaction("claiming notices") as conn:
             rows = conn.execute(self._sql["claim_notices"], (now + lease, now, limit)).fetchall()
-        notices = [_notice_from_row(row) for row in rows]
+        notices = [_CODEC.notice_from_row(row) for row in rows]
         notices.sort(key=lambda notice: (notice.created_at, notice.id))  # RETURNING has no order
         return notices
 
@@ -565,7 +554,7 @@ class PostgresStore:
             conn.execute(self._sql["notice_failed"], (error, retry_at, notice_id))
 
     def pending_notices(self) -> list[Notice]:
-        return [_notice_from_row(row) for row in self._fetch(self._sql["pending_notices"], ())]
+        return [_CODEC.notice_from_row(row) for row in self._fetch(self._sql["pending_notices"], ())]
 
 
 # -- statements ------------------------------------------------------------------------
@@ -611,113 +600,17 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _optional_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+def _jsonb(value: dict[str, Any]) -> Any:
+    return Jsonb(value)
 
 
-def _case_row(case: Case) -> tuple[Any, ...]:
-    return (
-        case.id,
-        case.customer_id,
-        case.status.value,
-        case.assignee,
-        list(case.reasons),
-        list(case.response_ids),
-        case.priority.value,
-        case.due_at,
-        case.opened_at,
-        case.updated_at,
-        case.closed_at,
-        case.opened_by,
-        case.version,
-    )
+def _id_list(value: tuple[str, ...]) -> list[str]:
+    return list(value)
 
 
-def _case_update_row(case: Case) -> tuple[Any, ...]:
-    return (
-        case.status.value,
-        case.assignee,
-        list(case.reasons),
-        list(case.response_ids),
-        case.priority.value,
-        case.due_at,
-        case.updated_at,
-        case.closed_at,
-        case.version,
-    )
+def _same(value: datetime) -> datetime:
+    return value
 
 
-def _case_from_row(row: Sequence[Any]) -> Case:
-    return Case(
-        id=row[0],
-        customer_id=row[1],
-        status=row[2],
-        assignee=row[3],
-        reasons=row[4],
-        response_ids=row[5],
-        priority=row[6],
-        due_at=_optional_utc(row[7]),
-        opened_at=_utc(row[8]),
-        updated_at=_utc(row[9]),
-        closed_at=_optional_utc(row[10]),
-        opened_by=row[11],
-        version=row[12],
-    )
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    return (
-        event.kind, event.case_id, event.actor, event.at, event.seq, event.comment, event.via,
-        Jsonb(event_extra(event)),
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
-    data["at"] = _utc(row[3])
-    data.update(row[7])
-    return structure_event(data)
-
-
-def _notice_row(notice: Notice) -> tuple[Any, ...]:
-    return (
-        notice.id, notice.case_id, notice.kind, notice.to, notice.subject, notice.text,
-        notice.html, notice.created_at, notice.next_attempt_at, notice.attempts,
-        notice.last_error, notice.sent_at,
-    )
-
-
-def _notice_from_row(row: Sequence[Any]) -> Notice:
-    return Notice(
-        id=row[0],
-        case_id=row[1],
-        kind=row[2],
-        to=row[3],
-        subject=row[4],
-        text=row[5],
-        html=row[6],
-        created_at=_utc(row[7]),
-        next_attempt_at=_utc(row[8]),
-        attempts=row[9],
-        last_error=row[10],
-        sent_at=_optional_utc(row[11]),
-    )
-
-
-def _response_row(record: ResponseRecord) -> tuple[Any, ...]:
-    return (
-        record.response_id, record.customer_id, record.outcome, record.case_id, record.score,
-        record.submitted_at, record.received_at,
-    )
-
-
-def _response_from_row(row: Sequence[Any]) -> ResponseRecord:
-    return ResponseRecord(
-        response_id=row[0],
-        customer_id=row[1],
-        outcome=row[2],
-        case_id=row[3],
-        score=row[4],
-        submitted_at=_utc(row[5]),
-        received_at=_utc(row[6]),
-    )
+#: PostgreSQL's row conversions: timestamptz (read back in UTC), text[] and jsonb.
+_CODEC = RowCodec(time_out=_same, time_in=_utc, ids_out=_id_list, data_out=_jsonb)

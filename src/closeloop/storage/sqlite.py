@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from closeloop.errors import (
     CaseNotFound,
@@ -37,26 +37,29 @@ from closeloop.errors import (
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, check_change
+from closeloop.storage.rows import (
+    CASE_COLUMNS,
+    CASE_UPDATE_COLUMNS,
+    EVENT_COLUMNS,
+    NOTICE_COLUMNS,
+    case_filters,
+)
+from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
 from closeloop.storage.sqlite_rows import (
-    _CASE_COLUMNS,
     _INSERT_RESPONSE,
-    _NOTICE_COLUMNS,
-    _RESPONSE_COLUMNS,
+    CODEC,
     MIGRATIONS,
-    _case_from_row,
-    _case_row,
-    _event_from_row,
-    _event_row,
-    _notice_from_row,
-    _notice_row,
-    _response_from_row,
-    _response_row,
     _statements,
     from_micros,
     to_micros,
 )
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "Synchronous", "from_micros", "to_micros"]
+
+_UPDATE_CASE = (
+    f"UPDATE cases SET {', '.join(f'{column} = ?' for column in CASE_UPDATE_COLUMNS)} "
+    "WHERE id = ? AND version = ?"
+)
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -209,7 +212,7 @@ class SQLiteStore:
             if ignored:
                 conn.executemany(
                     _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
-                    [_response_row(record) for record in ignored],
+                    [CODEC.response_row(record) for record in ignored],
                 )
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
@@ -225,21 +228,18 @@ class SQLiteStore:
         if change.expected_version is None:
             try:
                 conn.execute(
-                    f"INSERT INTO cases ({_CASE_COLUMNS}) VALUES "
+                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _case_row(case),
+                    CODEC.case_row(case),
                 )
             except sqlite3.IntegrityError:
                 raise ConcurrentUpdate(case.id, None, self._version(conn, case.id)) from None
         else:
-            row = _case_row(case)
             updated = conn.execute(
                 # customer_id, opened_at and opened_by never change after opening;
                 # leaving them out spares SQLite the customer index on every update.
-                "UPDATE cases SET status = ?, assignee = ?, reasons = ?, response_ids = ?, "
-                "priority = ?, due_at = ?, updated_at = ?, closed_at = ?, version = ? "
-                "WHERE id = ? AND version = ?",
-                (*row[2:8], row[9], row[10], row[12], case.id, change.expected_version),
+                _UPDATE_CASE,
+                (*CODEC.case_update_row(case), case.id, change.expected_version),
             ).rowcount
             if updated != 1:
                 actual = self._version(conn, case.id)
@@ -247,17 +247,16 @@ class SQLiteStore:
                     raise CaseNotFound(case.id)
                 raise ConcurrentUpdate(case.id, change.expected_version, actual)
         conn.executemany(
-            "INSERT INTO events (kind, case_id, actor, at, seq, comment, via, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [_event_row(event) for event in change.events],
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [CODEC.event_row(event) for event in change.events],
         )
         conn.executemany(
-            f"INSERT INTO outbox ({_NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_notice_row(notice) for notice in change.notices],
+            f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [CODEC.notice_row(notice) for notice in change.notices],
         )
         if change.responses:
             try:
-                conn.executemany(_INSERT_RESPONSE, [_response_row(r) for r in change.responses])
+                conn.executemany(_INSERT_RESPONSE, [CODEC.response_row(r) for r in change.responses])
             except sqlite3.IntegrityError:
                 raise ConcurrentUpdate(case.id, change.expected_version, None) from None
         if change.consume_link is not None:
@@ -278,7 +277,7 @@ class SQLiteStore:
             rows = (
                 self._connection()
                 .execute(
-                    f"SELECT {_CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
+                    f"SELECT {CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
                     "AND (due_at <= ? OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
                     "AS e WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= ?) "
                     "ORDER BY opened_at, rowid LIMIT ?",
@@ -286,7 +285,7 @@ class SQLiteStore:
                 )
                 .fetchall()
             )
-        return [_case_from_row(row) for row in rows]
+        return [CODEC.case_from_row(row) for row in rows]
 
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         latest: dict[str, Case] = {}
@@ -296,12 +295,12 @@ class SQLiteStore:
             for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
                 chunk = ids[start : start + 500]
                 rows = conn.execute(
-                    f"SELECT {_CASE_COLUMNS} FROM cases WHERE rowid IN (SELECT max(rowid) "
+                    f"SELECT {CASE_COLUMNS} FROM cases WHERE rowid IN (SELECT max(rowid) "
                     f"FROM cases WHERE customer_id IN ({', '.join('?' * len(chunk))}) "
                     "GROUP BY customer_id)",
                     chunk,
                 ).fetchall()
-                latest.update((row[1], _case_from_row(row)) for row in rows)
+                latest.update((row[1], CODEC.case_from_row(row)) for row in rows)
         return latest
 
     def report(self, query: ReportQuery) -> Report:
@@ -324,7 +323,7 @@ class SQLiteStore:
         with self._write() as conn:
             conn.executemany(
                 _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
-                [_response_row(record) for record in records],
+                [CODEC.response_row(record) for record in records],
             )
 
     def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
@@ -339,7 +338,7 @@ class SQLiteStore:
                     f"({', '.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-                found.update((row[0], _response_from_row(row)) for row in rows)
+                found.update((row[0], CODEC.response_from_row(row)) for row in rows)
         return found
 
     def next_in_rotation(self, key: str, size: int) -> int:
@@ -362,12 +361,12 @@ class SQLiteStore:
         with _translated("reading"):
             row = (
                 self._connection()
-                .execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,))
+                .execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,))
                 .fetchone()
             )
         if row is None:
             raise CaseNotFound(case_id)
-        return _case_from_row(row)
+        return CODEC.case_from_row(row)
 
     def find(
         self,
@@ -377,28 +376,20 @@ class SQLiteStore:
         customer_id: str | None = None,
         limit: int | None = None,
     ) -> list[Case]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("assignee", assignee),
-            ("status", None if status is None else status.value),
-            ("customer_id", customer_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = case_filters(
+            "?", assignee=assignee, status=status, customer_id=customer_id
+        )
         params.append(-1 if limit is None else limit)
         with _translated("reading"):
             rows = (
                 self._connection()
                 .execute(
-                    f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY opened_at, rowid LIMIT ?",
+                    f"SELECT {CASE_COLUMNS} FROM cases {where} ORDER BY opened_at, rowid LIMIT ?",
                     params,
                 )
                 .fetchall()
             )
-        return [_case_from_row(row) for row in rows]
+        return [CODEC.case_from_row(row) for row in rows]
 
     def history(self, case_id: str) -> list[Event]:
         with _translated("reading"):
@@ -415,7 +406,7 @@ class SQLiteStore:
                 conn.execute("COMMIT")
         if exists is None:
             raise CaseNotFound(case_id)
-        return [_event_from_row(row) for row in rows]
+        return [CODEC.event_from_row(row) for row in rows]
 
     # -- outbox ---------------------------------------------------------------------
 
@@ -424,7 +415,7 @@ class SQLiteStore:
     ) -> list[Notice]:
         with self._write() as conn:
             rows = conn.execute(
-                f"SELECT {_NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
+                f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
                 "AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
                 (to_micros(now), limit),
             ).fetchall()
@@ -433,7 +424,7 @@ class SQLiteStore:
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
                 [(until, row[0]) for row in rows],
             )
-        return [_notice_from_row((*row[:8], until, *row[9:])) for row in rows]
+        return [CODEC.notice_from_row((*row[:8], until, *row[9:])) for row in rows]
 
     def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
         with self._write() as conn:
@@ -455,12 +446,12 @@ class SQLiteStore:
             rows = (
                 self._connection()
                 .execute(
-                    f"SELECT {_NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
+                    f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
                     "ORDER BY created_at, id"
                 )
                 .fetchall()
             )
-        return [_notice_from_row(row) for row in rows]
+        return [CODEC.notice_from_row(row) for row in rows]
 
 
 # -- rows -------------------------------------------------------------------------------

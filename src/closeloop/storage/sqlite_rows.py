@@ -1,4 +1,4 @@
-"""SQLiteStore's schema, its migrations, and rows to domain objects and back.
+"""SQLiteStore's schema, its migrations, and how its columns hold values.
 
 Times are stored as integer microseconds since the Unix epoch (UTC), so SQL can
 compute with them; JSON holds the list fields and each event's kind-specific data.
@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from closeloop.convert import event_extra, structure_event
-from closeloop.model import Case, Event, Notice, ResponseRecord
+from closeloop.storage.rows import RESPONSE_COLUMNS, RowCodec
 
-__all__ = ["MIGRATIONS", "from_micros", "to_micros"]
+__all__ = ["CODEC", "MIGRATIONS", "from_micros", "to_micros"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -125,18 +124,6 @@ MIGRATIONS: Sequence[str] = (
     """,
 )
 
-_CASE_COLUMNS = (
-    "id, customer_id, status, assignee, reasons, response_ids, priority, due_at, "
-    "opened_at, updated_at, closed_at, opened_by, version"
-)
-_EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
-_NOTICE_COLUMNS = (
-    "id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
-    "attempts, last_error, sent_at"
-)
-
-
-
 def to_micros(value: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch."""
     return (value - _EPOCH) // _MICRO
@@ -155,32 +142,7 @@ def _optional_datetime(value: int | None) -> datetime | None:
     return None if value is None else from_micros(value)
 
 
-_RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
-_INSERT_RESPONSE = f"INSERT INTO responses ({_RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-
-def _response_row(record: ResponseRecord) -> tuple[Any, ...]:
-    return (
-        record.response_id,
-        record.customer_id,
-        record.outcome,
-        record.case_id,
-        record.score,
-        to_micros(record.submitted_at),
-        to_micros(record.received_at),
-    )
-
-
-def _response_from_row(row: Sequence[Any]) -> ResponseRecord:
-    return ResponseRecord(
-        response_id=row[0],
-        customer_id=row[1],
-        outcome=row[2],
-        case_id=row[3],
-        score=row[4],
-        submitted_at=from_micros(row[5]),
-        received_at=from_micros(row[6]),
-    )
+_INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 def _statements(script: str) -> list[str]:
@@ -198,92 +160,16 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _case_row(case: Case) -> tuple[Any, ...]:
-    return (
-        case.id,
-        case.customer_id,
-        case.status.value,
-        case.assignee,
-        json.dumps(case.reasons),
-        json.dumps(case.response_ids),
-        case.priority.value,
-        _optional_micros(case.due_at),
-        to_micros(case.opened_at),
-        to_micros(case.updated_at),
-        _optional_micros(case.closed_at),
-        case.opened_by,
-        case.version,
-    )
+def _compact_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
-def _case_from_row(row: Sequence[Any]) -> Case:
-    return Case(
-        id=row[0],
-        customer_id=row[1],
-        status=row[2],
-        assignee=row[3],
-        reasons=json.loads(row[4]),
-        response_ids=json.loads(row[5]),
-        priority=row[6],
-        due_at=_optional_datetime(row[7]),
-        opened_at=from_micros(row[8]),
-        updated_at=from_micros(row[9]),
-        closed_at=_optional_datetime(row[10]),
-        opened_by=row[11],
-        version=row[12],
-    )
+def _json_ids(value: tuple[str, ...]) -> str:
+    return json.dumps(value)
 
 
-def _event_row(event: Event) -> tuple[Any, ...]:
-    extra = event_extra(event)
-    return (
-        event.kind,
-        event.case_id,
-        event.actor,
-        to_micros(event.at),
-        event.seq,
-        event.comment,
-        event.via,
-        json.dumps(extra, separators=(",", ":")),
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
-    data["at"] = from_micros(row[3])
-    data.update(json.loads(row[7]))
-    return structure_event(data)
-
-
-def _notice_row(notice: Notice) -> tuple[Any, ...]:
-    return (
-        notice.id,
-        notice.case_id,
-        notice.kind,
-        notice.to,
-        notice.subject,
-        notice.text,
-        notice.html,
-        to_micros(notice.created_at),
-        to_micros(notice.next_attempt_at),
-        notice.attempts,
-        notice.last_error,
-        _optional_micros(notice.sent_at),
-    )
-
-
-def _notice_from_row(row: Sequence[Any]) -> Notice:
-    return Notice(
-        id=row[0],
-        case_id=row[1],
-        kind=row[2],
-        to=row[3],
-        subject=row[4],
-        text=row[5],
-        html=row[6],
-        created_at=from_micros(row[7]),
-        next_attempt_at=from_micros(row[8]),
-        attempts=row[9],
-        last_error=row[10],
-        sent_at=_optional_datetime(row[11]),
-    )
+#: SQLite's row conversions: times as integer microseconds, lists and data as JSON text.
+CODEC = RowCodec(
+    time_out=to_micros, time_in=from_micros, ids_out=_json_ids, ids_in=json.loads,
+    data_out=_compact_json, data_in=json.loads,
+)
