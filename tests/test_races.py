@@ -145,6 +145,27 @@ def check_race(loop: CloseLoop, case_id: str, outcomes: list[Outcome], rounds: i
     assert statuses == [Status.PROGRESS, Status.OPEN] * (rounds // 2)
 
 
+def run_workers(target: Any, path: str, case_id: str, count: int) -> list[Any]:
+    """Run ``target(path, case_id, worker, count, barrier, results)`` in one spawned
+    process per worker, lined up on a shared barrier; return every message they sent."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(WORKERS))
+    results = context.Queue()
+    children = [
+        context.Process(target=target, args=(path, case_id, worker, count, barrier, results))
+        for worker in WORKERS
+    ]
+    try:
+        for child in children:
+            child.start()
+        messages = collect(results, len(WORKERS))
+    finally:
+        for child in children:
+            child.join(HANG_GUARD)
+    assert [child.exitcode for child in children] == [0] * len(WORKERS)
+    return messages
+
+
 def collect(results: Any, workers: int) -> list[Any]:
     """Every message from the children, until each worker said "done" (or failed)."""
     messages: list[Any] = []
@@ -198,22 +219,7 @@ class TestProcessesRacing:
         store = SQLiteStore(path)
         loop = CloseLoop(store=store)
         case = loop.open_case("c-1", by="agent")
-        context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(len(WORKERS))
-        results = context.Queue()
-        children = [
-            context.Process(target=race_in_process,
-                            args=(str(path), case.id, worker, ROUNDS, barrier, results))
-            for worker in WORKERS
-        ]
-        try:
-            for child in children:
-                child.start()
-            messages = collect(results, len(WORKERS))
-        finally:
-            for child in children:
-                child.join(HANG_GUARD)
-        assert [child.exitcode for child in children] == [0, 0]
+        messages = run_workers(race_in_process, str(path), case.id, ROUNDS)
         outcomes = [message for message in messages if message[0] != "done"]
         check_race(loop, case.id, outcomes, ROUNDS)
         store.close()
@@ -225,22 +231,7 @@ class TestProcessesRacing:
         store = SQLiteStore(path, synchronous="NORMAL")
         loop = CloseLoop(store=store)
         case = loop.open_case("c-1", by="agent")
-        context = multiprocessing.get_context("spawn")
-        start = context.Barrier(len(WORKERS))
-        results = context.Queue()
-        children = [
-            context.Process(target=hammer_in_process,
-                            args=(str(path), case.id, worker, operations, start, results))
-            for worker in WORKERS
-        ]
-        try:
-            for child in children:
-                child.start()
-            messages = collect(results, len(WORKERS))
-        finally:
-            for child in children:
-                child.join(HANG_GUARD)
-        assert [child.exitcode for child in children] == [0, 0]
+        messages = run_workers(hammer_in_process, str(path), case.id, operations)
 
         won = {worker: versions for _, worker, versions, _ in messages}
         refused = sum(count for *_, count in messages)

@@ -38,18 +38,7 @@ from closeloop.triggers import (
     round_robin,
     score_missing,
 )
-
-
-class MemoryRotation:
-    """A RotationState kept in a dict: each key counts its turns."""
-
-    def __init__(self) -> None:
-        self.turns: dict[str, int] = {}
-
-    def next_in_rotation(self, key: str, size: int) -> int:
-        turn = self.turns.get(key, 0)
-        self.turns[key] = turn + 1
-        return turn % size
+from memory_rotation import MemoryRotation
 
 
 def when(condition: Any) -> Predicate:

@@ -23,7 +23,7 @@ the microsecond) and datetimes ISO 8601 strings::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from attrs import field, frozen
@@ -70,7 +70,8 @@ DETRACTOR_SCORES = range(0, 7)
 #: The lowest score that counts as recovered (a passive or a promoter).
 RECOVERED_SCORE = 7
 
-_MICROSECOND = timedelta(microseconds=1)
+#: One microsecond: stores tally durations as integer microseconds.
+MICROSECOND = timedelta(microseconds=1)
 
 
 @frozen(kw_only=True)
@@ -242,9 +243,9 @@ def summarise(count: int, total_us: int, median_us: int | None, p90_us: int | No
         raise ValueError("percentiles are required when count > 0")
     return Durations(
         count=count,
-        mean=(total_us // count) * _MICROSECOND,  # floor, also for negative sums
-        median=median_us * _MICROSECOND,
-        p90=p90_us * _MICROSECOND,
+        mean=(total_us // count) * MICROSECOND,  # floor, also for negative sums
+        median=median_us * MICROSECOND,
+        p90=p90_us * MICROSECOND,
     )
 
 
@@ -286,3 +287,45 @@ def share(part: int, whole: int) -> float | None:
 def full_counts(counts: Mapping[Status, int]) -> dict[Status, int]:
     """Counts per status with every status present (missing ones as 0), in workflow order."""
     return {status: counts.get(status, 0) for status in Status}
+
+
+def assemble_report(
+    query: ReportQuery,
+    *,
+    status_counts: Mapping[Status, int],
+    unassigned: int,
+    by_assignee: Mapping[str, Mapping[Status, int]],
+    close_medians: Mapping[str, timedelta],
+    by_reason: Mapping[str, Mapping[Status, int]],
+    time_to_first_action: Durations,
+    time_to_close: Durations,
+    overdue: int,
+    closed_in_time: int,
+    closed_with_due: int,
+    aging: Sequence[int],
+    recovery: Recovery,
+) -> Report:
+    """Build the report from a store's tallies, the same way for every store.
+
+    ``close_medians`` holds each assignee's median time to close (assignees with
+    no closed case are absent); ``aging`` counts per :data:`AGE_BUCKETS` entry, in order.
+    """
+    return Report(
+        query=query,
+        status_counts=full_counts(status_counts),
+        unassigned=unassigned,
+        by_assignee={
+            name: AssigneeStats(
+                status_counts=full_counts(by_assignee[name]),
+                median_time_to_close=close_medians.get(name),
+            )
+            for name in sorted(by_assignee)
+        },
+        by_reason={reason: full_counts(by_reason[reason]) for reason in sorted(by_reason)},
+        time_to_first_action=time_to_first_action,
+        time_to_close=time_to_close,
+        overdue=overdue,
+        closed_within_sla=share(closed_in_time, closed_with_due),
+        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, aging, strict=True)},
+        recovery=recovery,
+    )

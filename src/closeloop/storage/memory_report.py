@@ -12,32 +12,30 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from closeloop.model import Case, Event, ResponseRecord, Status
 from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
     FIRST_ACTION_KINDS,
+    MICROSECOND,
     RECOVERED_SCORE,
-    AssigneeStats,
     Recovery,
     Report,
     ReportQuery,
     age_bucket,
+    assemble_report,
     durations,
-    full_counts,
     median,
-    share,
 )
 
 __all__ = ["report_from_memory"]
 
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def _micros(later: datetime, earlier: datetime) -> int:
-    return (later - earlier) // _MICROSECOND
+    return (later - earlier) // MICROSECOND
 
 
 def report_from_memory(
@@ -89,23 +87,20 @@ def report_from_memory(
         else:
             overdue += case.due_at is not None and case.due_at < query.now
             aging[age_bucket(query.now - case.opened_at)] += 1
-    return Report(
-        query=query,
-        status_counts=full_counts(status_counts),
+    medians = {name: median(values) for name, values in close_by_assignee.items()}
+    return assemble_report(
+        query,
+        status_counts=status_counts,
         unassigned=unassigned,
-        by_assignee={
-            name: AssigneeStats(
-                status_counts=full_counts(by_assignee[name]),
-                median_time_to_close=median(close_by_assignee.get(name, ())),
-            )
-            for name in sorted(by_assignee)
-        },
-        by_reason={reason: full_counts(by_reason[reason]) for reason in sorted(by_reason)},
+        by_assignee=by_assignee,
+        close_medians={name: value for name, value in medians.items() if value is not None},
+        by_reason=by_reason,
         time_to_first_action=durations(first_action_us),
         time_to_close=durations(close_us),
         overdue=overdue,
-        closed_within_sla=share(closed_in_time, closed_with_due),
-        aging={name: aging[name] for name, _, _ in AGE_BUCKETS},
+        closed_in_time=closed_in_time,
+        closed_with_due=closed_with_due,
+        aging=[aging[name] for name, _, _ in AGE_BUCKETS],
         recovery=_recovery(last_close, responses),
     )
 

@@ -23,7 +23,6 @@ transaction, so the report is one snapshot even while other processes write.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from closeloop.model import Status
@@ -31,15 +30,14 @@ from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
     FIRST_ACTION_KINDS,
+    MICROSECOND,
     RECOVERED_SCORE,
-    AssigneeStats,
     Durations,
     Recovery,
     Report,
     ReportQuery,
-    full_counts,
+    assemble_report,
     nearest_rank,
-    share,
     summarise,
 )
 
@@ -48,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["report_from_postgres"]
 
-_MICROSECOND = timedelta(microseconds=1)
 
 # Fixed constants, written into the SQL as literals so the planner sees them.
 _ACTION_KINDS = ", ".join(f"'{kind}'" for kind in FIRST_ACTION_KINDS)
@@ -263,7 +260,7 @@ def _assemble(
     time_to_first_action: Durations,
     recovery: Recovery,
 ) -> Report:
-    """Add up the (assignee, status) groups into the report."""
+    """Add up the (assignee, status) groups, then assemble the report."""
     status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
     by_assignee: dict[str, dict[Status, int]] = {}
     unassigned = overdue = closed_with_due = closed_in_time = 0
@@ -279,24 +276,18 @@ def _assemble(
         closed_with_due += with_due
         closed_in_time += in_time
         aging = [held + more for held, more in zip(aging, ages, strict=True)]
-    return Report(
-        query=query,
+    return assemble_report(
+        query,
         status_counts=status_counts,
         unassigned=unassigned,
-        by_assignee={
-            name: AssigneeStats(
-                status_counts=full_counts(by_assignee[name]),
-                median_time_to_close=(
-                    None if name not in close_medians else close_medians[name] * _MICROSECOND
-                ),
-            )
-            for name in sorted(by_assignee)
-        },
-        by_reason={reason: full_counts(by_reason[reason]) for reason in sorted(by_reason)},
+        by_assignee=by_assignee,
+        close_medians={name: us * MICROSECOND for name, us in close_medians.items()},
+        by_reason=by_reason,
         time_to_first_action=time_to_first_action,
         time_to_close=time_to_close,
         overdue=overdue,
-        closed_within_sla=share(closed_in_time, closed_with_due),
-        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, aging, strict=True)},
+        closed_in_time=closed_in_time,
+        closed_with_due=closed_with_due,
+        aging=aging,
         recovery=recovery,
     )

@@ -32,22 +32,20 @@ import json
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from closeloop.model import Status
 from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
+    MICROSECOND,
     RECOVERED_SCORE,
-    AssigneeStats,
     Durations,
     Recovery,
     Report,
     ReportQuery,
-    full_counts,
+    assemble_report,
     nearest_rank,
-    share,
     summarise,
 )
 from closeloop.storage.sqlite import to_micros
@@ -55,7 +53,6 @@ from closeloop.storage.sqlite import to_micros
 __all__ = ["report_from_sqlite"]
 
 _MICROS_PER_SECOND = 1_000_000
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
@@ -78,27 +75,19 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return Report(
-        query=query,
-        status_counts=full_counts(groups.status_counts),
+    return assemble_report(
+        query,
+        status_counts=groups.status_counts,
         unassigned=groups.unassigned,
-        by_assignee={
-            name: AssigneeStats(
-                status_counts=full_counts(groups.by_assignee[name]),
-                median_time_to_close=(
-                    None if name not in medians else medians[name] * _MICROSECOND
-                ),
-            )
-            for name in sorted(groups.by_assignee)
-        },
-        by_reason={
-            reason: full_counts(groups.by_reason[reason]) for reason in sorted(groups.by_reason)
-        },
+        by_assignee=groups.by_assignee,
+        close_medians={name: us * MICROSECOND for name, us in medians.items()},
+        by_reason=groups.by_reason,
         time_to_first_action=time_to_first_action,
         time_to_close=time_to_close,
         overdue=groups.overdue,
-        closed_within_sla=share(groups.closed_in_time, groups.closed_with_due),
-        aging={name: count for (name, _, _), count in zip(AGE_BUCKETS, groups.aging, strict=True)},
+        closed_in_time=groups.closed_in_time,
+        closed_with_due=groups.closed_with_due,
+        aging=groups.aging,
         recovery=recovery,
     )
 
@@ -125,7 +114,7 @@ def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
         params["reason_json"] = json.dumps(query.reason)
     for index, (_, _, upper) in enumerate(AGE_BUCKETS):
         if upper is not None:  # age < upper  <=>  opened after now - upper
-            params[f"younger_{index}"] = params["now"] - upper // _MICROSECOND
+            params[f"younger_{index}"] = params["now"] - upper // MICROSECOND
     return " AND ".join(clauses), params
 
 
