@@ -10,18 +10,22 @@ a case escalated less than ``resend_after`` ago is not picked again.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from attrs import evolve, field, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput
 from closeloop.model import Case, Escalated
 from closeloop.notify.templates import render_escalation
-from closeloop.storage.base import Change
-from closeloop.validate import attrs_validator, check_optional_id
-
-if TYPE_CHECKING:
-    from closeloop.loop import CloseLoop
+from closeloop.service import CaseService, draft
+from closeloop.validate import (
+    attrs_validator,
+    check_bool,
+    check_optional_id,
+    check_optional_positive_timedelta,
+    check_positive_int,
+    check_positive_timedelta,
+)
 
 __all__ = ["Escalation", "EscalationPolicy", "EscalationRun"]
 
@@ -29,21 +33,6 @@ _WHY = {"overdue": "overdue", "untouched": "waiting without any change"}
 
 #: The actor recorded on escalation events.
 ESCALATION_ACTOR = "closeloop"
-
-
-def _optional_positive(instance: Any, attribute: Any, value: Any) -> None:
-    if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
-        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be a positive timedelta")
-
-
-def _positive(instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be a positive timedelta")
-
-
-def _bool(instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise InvalidInput(getattr(attribute, "name", "?"), value, "must be True or False")
 
 
 @frozen(kw_only=True)
@@ -64,9 +53,13 @@ class EscalationPolicy:
                                                    fallback="cx-lead"))
     """
 
-    overdue: bool = field(default=True, validator=_bool)
-    untouched_for: timedelta | None = field(default=None, validator=_optional_positive)
-    resend_after: timedelta = field(default=timedelta(hours=24), validator=_positive)
+    overdue: bool = field(default=True, validator=attrs_validator(check_bool))
+    untouched_for: timedelta | None = field(
+        default=None, validator=attrs_validator(check_optional_positive_timedelta)
+    )
+    resend_after: timedelta = field(
+        default=timedelta(hours=24), validator=attrs_validator(check_positive_timedelta)
+    )
     fallback: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
     def __attrs_post_init__(self) -> None:
@@ -96,15 +89,15 @@ class EscalationRun:
     dry_run: bool
 
 
-def escalate(loop: CloseLoop, policy: EscalationPolicy, *, dry_run: bool, limit: int) -> EscalationRun:
+def escalate(
+    service: CaseService, policy: EscalationPolicy, *, dry_run: bool, limit: int
+) -> EscalationRun:
     """Escalate every case due for it (up to ``limit``); see the module docstring."""
-    if not isinstance(dry_run, bool):
-        raise InvalidInput("dry_run", dry_run, "must be True or False")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput("limit", limit, "must be a positive integer")
-    now = loop.now()
+    check_bool("dry_run", dry_run)
+    check_positive_int("limit", limit)
+    now = service.now()
     untouched_before = None if policy.untouched_for is None else now - policy.untouched_for
-    candidates = loop.store.escalation_candidates(
+    candidates = service.store.escalation_candidates(
         now=now if policy.overdue else datetime.min.replace(tzinfo=now.tzinfo),
         untouched_before=untouched_before, quiet_since=now - policy.resend_after, limit=limit,
     )
@@ -118,7 +111,7 @@ def escalate(loop: CloseLoop, policy: EscalationPolicy, *, dry_run: bool, limit:
         to = case.assignee or policy.fallback
         if not dry_run:
             try:
-                _escalate_case(loop, case, why, to, now)
+                _escalate_case(service, case, why, to, now)
             except ConcurrentUpdate:
                 skipped += 1
                 continue
@@ -127,19 +120,15 @@ def escalate(loop: CloseLoop, policy: EscalationPolicy, *, dry_run: bool, limit:
 
 
 def _escalate_case(
-    loop: CloseLoop, case: Case, why: Literal["overdue", "untouched"], to: str | None,
+    service: CaseService, case: Case, why: Literal["overdue", "untouched"], to: str | None,
     now: datetime,
 ) -> None:
-    updated = evolve(case, updated_at=now, version=case.version + 1)
-    event = Escalated(case_id=case.id, actor=ESCALATION_ACTOR, at=now, seq=updated.version,
-                      notified=to, why=why)
-    notices = []
+    change = service.advance(
+        case, draft(Escalated, actor=ESCALATION_ACTOR, notified=to, why=why), now=now
+    )
     if to is not None:
-        # The one-touch link is bound to the assignee, so only they get one.
-        one_touch = to == case.assignee
-        link = loop._link_for(updated) if one_touch else loop._case_link(updated)
-        label = loop._link_label(updated) if one_touch else "Open the case"
-        rendered = render_escalation(updated, _WHY[why], link, action=label)
-        notices.append(loop._notice(updated, "escalated", to, rendered, now))
-    loop._commit(Change(case=updated, expected_version=case.version, events=(event,),
-                        notices=notices))
+        updated = change.case
+        link = service.links.for_recipient(updated, to)
+        rendered = render_escalation(updated, _WHY[why], link.url, action=link.label)
+        change = evolve(change, notices=(service.notice(updated, "escalated", to, rendered, now),))
+    service.commit(change)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from attrs import evolve, field, frozen
 
@@ -28,7 +28,6 @@ from closeloop.errors import ConcurrentUpdate, InvalidInput, TokenUsed
 from closeloop.model import (
     Assigned,
     Case,
-    Event,
     Notice,
     Opened,
     ResponseAttached,
@@ -38,12 +37,11 @@ from closeloop.model import (
     SurveyResponse,
 )
 from closeloop.notify.templates import render_assignment
+from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
+from closeloop.validate import check_positive_int
 from closeloop.workflow import check_transition
-
-if TYPE_CHECKING:
-    from closeloop.loop import CloseLoop
 
 __all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestSummary"]
 
@@ -192,8 +190,8 @@ def _check_response(value: object, field_name: str = "response") -> SurveyRespon
 class Intake:
     """Turns responses into case changes for one loop (used through the facade)."""
 
-    def __init__(self, loop: CloseLoop, triggers: Iterable[Trigger], dedupe: object) -> None:
-        self.loop = loop
+    def __init__(self, service: CaseService, triggers: Iterable[Trigger], dedupe: object) -> None:
+        self.service = service
         self.triggers = triggers if isinstance(triggers, TriggerSet) else TriggerSet(triggers)
         self.dedupe = Dedupe.parse(dedupe)
 
@@ -209,23 +207,23 @@ class Intake:
         raise ConcurrentUpdate(response.id, None, None)
 
     def _ingest_once(self, response: SurveyResponse) -> Case | None:
-        store = self.loop.store
+        store = self.service.store
         seen = store.responses([response.id]).get(response.id)
         if seen is not None:
             return None if seen.case_id is None else store.get(seen.case_id)
-        now = self.loop.now()
+        now = self.service.now()
         match = self.triggers.evaluate(response)
         if match is None:
             store.record_responses([self._record(response, "ignored", None, now)])
             return None
         latest = store.latest_cases([response.customer_id]).get(response.customer_id)
         change = self._change(response, match, self.dedupe.target(latest, now), now)
-        self.loop._commit(change)
+        self.service.commit(change)
         return change.case
 
     def explain(self, response: SurveyResponse) -> Decision:
         _check_response(response)
-        store = self.loop.store
+        store = self.service.store
         explanations = tuple(self.triggers.explain(response))
         seen = store.responses([response.id]).get(response.id)
         if seen is not None:
@@ -240,8 +238,7 @@ class Intake:
 
     def ingest_many(self, responses: Sequence[SurveyResponse], batch_size: int) -> IngestSummary:
         items = self._checked_batch(responses)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput("batch_size", batch_size, "must be a positive integer")
+        check_positive_int("batch_size", batch_size)
         counts: Counter[str] = Counter()
         cases: dict[str, str | None] = {}
         for start in range(0, len(items), batch_size):
@@ -260,8 +257,8 @@ class Intake:
     def _ingest_chunk(
         self, chunk: Sequence[SurveyResponse], counts: Counter[str], cases: dict[str, str | None]
     ) -> None:
-        store = self.loop.store
-        now = self.loop.now()
+        store = self.service.store
+        now = self.service.now()
         seen = store.responses([r.id for r in chunk])
         latest = store.latest_cases([r.customer_id for r in chunk])
         changes: list[Change] = []
@@ -286,7 +283,7 @@ class Intake:
             latest[response.customer_id] = change.case
             kind = "open" if change.expected_version is None else "attach"
             outcome[response.id] = (kind, change.case.id)
-        store.commit_many(changes, ignored)
+        self.service.commit_many(changes, ignored)
         # Counted only once the chunk is committed, so a fallback never counts twice.
         for response_id, (kind, case_id) in outcome.items():
             counts[kind] += 1
@@ -294,19 +291,17 @@ class Intake:
         for response_id, case_id in duplicates:
             counts["duplicate"] += 1
             cases.setdefault(response_id, case_id)
-        if self.loop.deliver_notices:
-            self.loop._deliver_all([notice for change in changes for notice in change.notices])
 
     def _ingest_counted(
         self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
     ) -> None:
-        already = self.loop.store.responses([response.id]).get(response.id)
+        already = self.service.store.responses([response.id]).get(response.id)
         case = self.ingest(response)
         if already is not None:
             counts["duplicate"] += 1
             cases.setdefault(response.id, already.case_id)
             return
-        record = self.loop.store.responses([response.id]).get(response.id)
+        record = self.service.store.responses([response.id]).get(response.id)
         kind = {"opened": "open", "attached": "attach"}.get(
             record.outcome if record else "", "ignore"
         )
@@ -315,8 +310,8 @@ class Intake:
 
     def backtest(self, responses: Sequence[SurveyResponse]) -> BacktestSummary:
         items = self._checked_batch(responses)
-        store = self.loop.store
-        now = self.loop.now()
+        store = self.service.store
+        now = self.service.now()
         seen = store.responses([r.id for r in items])
         latest = store.latest_cases([r.customer_id for r in items])
         existing = {case.id for case in latest.values()}
@@ -372,7 +367,7 @@ class Intake:
         explanations: tuple[TriggerExplanation, ...],
         rotation: _PreviewRotation,
     ) -> Decision:
-        now = self.loop.now()
+        now = self.service.now()
         target = self.dedupe.target(latest, now)
         if target is not None:
             return Decision(response.id, "attach", explanations, match.reasons, case_id=target.id,
@@ -400,59 +395,53 @@ class Intake:
         return self._open(response, match, now)
 
     def _attach(self, response: SurveyResponse, match: Match, case: Case, now: datetime) -> Change:
-        updated = evolve(
-            case,
-            response_ids=(*case.response_ids, response.id),
-            reasons=tuple(dict.fromkeys((*case.reasons, *match.reasons))),
-            updated_at=now,
-            version=case.version + 1,
-        )
-        events: list[Event] = [ResponseAttached(
-            case_id=case.id, actor=match.trigger.name, at=now, seq=updated.version,
-            comment=response.comment, via="trigger", response_id=response.id,
-            reasons=match.reasons,
+        drafts = [draft(
+            ResponseAttached, actor=match.trigger.name, comment=response.comment, via="trigger",
+            response_id=response.id, reasons=match.reasons,
         )]
+        fields: dict[str, object] = {}
         if self.dedupe.mode == "reopen" and case.status is Status.CLOSED:
             comment = f"Reopened: response {response.id} matched {match.trigger.name!r}"
-            check_transition(case.id, case.status, Status.OPEN, comment, self.loop.comment_policy)
-            updated = evolve(updated, status=Status.OPEN, closed_at=None, version=updated.version + 1)
-            events.append(StatusChanged(
-                case_id=case.id, actor=match.trigger.name, at=now, seq=updated.version,
-                comment=comment, via="trigger", from_status=Status.CLOSED, to_status=Status.OPEN,
+            check_transition(case.id, case.status, Status.OPEN, comment,
+                             self.service.comment_policy)
+            drafts.append(draft(
+                StatusChanged, actor=match.trigger.name, comment=comment, via="trigger",
+                from_status=Status.CLOSED, to_status=Status.OPEN,
             ))
-        return Change(
-            case=updated, expected_version=case.version, events=events,
-            responses=(self._record(response, "attached", case.id, now),),
+            fields = {"status": Status.OPEN, "closed_at": None}
+        change = self.service.advance(
+            case, *drafts, now=now,
+            response_ids=(*case.response_ids, response.id),
+            reasons=tuple(dict.fromkeys((*case.reasons, *match.reasons))),
+            **fields,
         )
+        return evolve(change, responses=(self._record(response, "attached", case.id, now),))
 
     def _open(self, response: SurveyResponse, match: Match, now: datetime) -> Change:
-        loop = self.loop
+        service = self.service
         trigger = match.trigger
         case = Case(
-            id=loop.new_id(), customer_id=response.customer_id, status=Status.OPEN,
+            id=service.new_id(), customer_id=response.customer_id, status=Status.OPEN,
             opened_at=now, updated_at=now, opened_by=trigger.name, version=1,
             reasons=match.reasons, response_ids=(response.id,), priority=match.priority,
             due_at=due_at(trigger, response, now),
         )
-        events: list[Event] = [Opened(
-            case_id=case.id, actor=trigger.name, at=now, seq=1, comment=response.comment,
-            via="trigger",
-        )]
-        notices: list[Notice] = []
-        assignee = trigger.route(response, loop.store)
+        drafts = [draft(Opened, actor=trigger.name, comment=response.comment, via="trigger")]
+        assignee = trigger.route(response, service.store)
         if assignee is not None:
-            case = evolve(case, assignee=assignee, version=2)
-            events.append(Assigned(
-                case_id=case.id, actor=trigger.name, at=now, seq=2, via="trigger",
-                assignee=assignee,
-            ))
+            case = evolve(case, assignee=assignee)
+            drafts.append(draft(Assigned, actor=trigger.name, via="trigger", assignee=assignee))
+        change = service.opening(case, *drafts)
+        notices: list[Notice] = []
+        if assignee is not None:
+            link = service.links.for_recipient(change.case, assignee)
             rendered = render_assignment(
-                case, f"Trigger {trigger.name!r}", loop._link_for(case), comment=response.comment,
-                action=loop._link_label(case),
+                change.case, f"Trigger {trigger.name!r}", link.url, comment=response.comment,
+                action=link.label,
             )
-            notices.append(loop._notice(case, "assigned", assignee, rendered, now))
-        return Change(
-            case=case, expected_version=None, events=events, notices=notices,
+            notices.append(service.notice(change.case, "assigned", assignee, rendered, now))
+        return evolve(
+            change, notices=tuple(notices),
             responses=(self._record(response, "opened", case.id, now),),
             sole_active_case=self.dedupe.mode != "none",
         )

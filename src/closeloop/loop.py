@@ -2,51 +2,51 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-from attrs import evolve, frozen
+from attrs import evolve
 
-from closeloop.errors import ConcurrentUpdate, InvalidInput, NothingToChange
+from closeloop.errors import InvalidInput, NothingToChange
 from closeloop.escalation import EscalationPolicy, EscalationRun, escalate
 from closeloop.intake import DEFAULT_BATCH, BacktestSummary, Decision, Dedupe, IngestSummary, Intake
+from closeloop.links import Links
 from closeloop.model import (
     Assigned,
     Case,
     Commented,
     Event,
-    Notice,
     Opened,
     Priority,
     Status,
-    StatusChanged,
     SurveyResponse,
 )
-from closeloop.notify.base import Message, Notifier
+from closeloop.notify.base import Notifier
 from closeloop.notify.log import LogNotifier
-from closeloop.notify.templates import RenderedNotice, render_assignment
+from closeloop.notify.templates import render_assignment
+from closeloop.onetouch.service import OneTouchService
+from closeloop.onetouch.tokens import OneTouch
+from closeloop.outbox import DeliveryReport, Outbox, retry_delay
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change, Store
+from closeloop.service import CaseService, draft
+from closeloop.storage.base import Store
 from closeloop.storage.memory import MemoryStore
 from closeloop.triggers import Trigger, TriggerSet
 from closeloop.validate import (
+    check_bool,
+    check_callable,
     check_comment,
     check_id,
+    check_int,
     check_optional_id,
+    check_positive_int,
+    check_positive_timedelta,
     optional_aware_datetime,
 )
-from closeloop.workflow import CommentPolicy, check_transition
+from closeloop.workflow import CommentPolicy
 
-if TYPE_CHECKING:
-    from closeloop.onetouch import OneTouch, OneTouchService
-
-__all__ = ["Clock", "CloseLoop", "DeliveryReport"]
-
-log = logging.getLogger("closeloop")
+__all__ = ["Clock", "CloseLoop", "DeliveryReport", "retry_delay"]
 
 #: A callable returning the current time as an aware datetime.
 Clock = Callable[[], datetime]
@@ -57,44 +57,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """How long a notice that has failed ``attempts`` times waits before the next try.
-
-    The first retry may come at once (the next ``deliver_pending()``); then 1, 2, 4 …
-    minutes, at most an hour. The back-off keeps notices that cannot be delivered
-    (a user without an address) from filling every batch and starving new ones.
-    """
-    if attempts <= 1:
-        return timedelta(0)
-    return min(timedelta(minutes=2 ** min(attempts - 2, 10)), timedelta(hours=1))
-
-
 def new_id() -> str:
     """The default id factory: a random 32-character hex string."""
     return uuid.uuid4().hex
-
-
-def _check_case_url(case_url: str | None) -> str | None:
-    if case_url is None:
-        return None
-    try:
-        ok = isinstance(case_url, str) and "{case_id}" in case_url
-        ok = ok and case_url.format(case_id="x") != case_url.format(case_id="y")
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise InvalidInput(
-            "case_url", case_url, "must be a string whose only placeholder is {case_id}"
-        )
-    return case_url
-
-
-@frozen
-class DeliveryReport:
-    """What :meth:`CloseLoop.deliver_pending` did."""
-
-    sent: int
-    failed: int
 
 
 class CloseLoop:
@@ -157,39 +122,42 @@ class CloseLoop:
             raise InvalidInput("store", store, "must implement the closeloop Store protocol")
         if not isinstance(self.notifier, Notifier):
             raise InvalidInput("notifier", notifier, "must have a send(message) method")
-        if clock is not None and not callable(clock):
-            raise InvalidInput("clock", clock, "must be a callable returning an aware datetime")
+        if clock is not None:
+            check_callable("clock", clock, "a callable returning an aware datetime")
         self.clock: Clock = utc_now if clock is None else clock
         if comment_policy is not None and not isinstance(comment_policy, CommentPolicy):
             raise InvalidInput("comment_policy", comment_policy, "must be a CommentPolicy")
         self.comment_policy = CommentPolicy() if comment_policy is None else comment_policy
-        self.case_url = _check_case_url(case_url)
-        if id_factory is not None and not callable(id_factory):
-            raise InvalidInput("id_factory", id_factory, "must be a callable returning a string id")
+        if id_factory is not None:
+            check_callable("id_factory", id_factory, "a callable returning a string id")
         self.new_id: Callable[[], str] = new_id if id_factory is None else id_factory
-        if not isinstance(delivery_lease, timedelta) or delivery_lease <= timedelta(0):
-            raise InvalidInput("delivery_lease", delivery_lease, "must be a positive timedelta")
-        self.delivery_lease = delivery_lease
-        if not isinstance(deliver_notices, bool):
-            raise InvalidInput("deliver_notices", deliver_notices, "must be True or False")
-        self.deliver_notices = deliver_notices
-        self._intake = Intake(self, triggers, dedupe)
+        self.delivery_lease = check_positive_timedelta("delivery_lease", delivery_lease)
+        self.deliver_notices = check_bool("deliver_notices", deliver_notices)
         if escalation is not None and not isinstance(escalation, EscalationPolicy):
             raise InvalidInput("escalation", escalation, "must be an EscalationPolicy")
         self.escalation = EscalationPolicy() if escalation is None else escalation
-        if one_touch is not None and not callable(getattr(one_touch, "bind", None)):
+        if one_touch is not None and not isinstance(one_touch, OneTouch):
             raise InvalidInput("one_touch", type(one_touch).__name__,
                                "must be a closeloop.onetouch.OneTouch")
-        self._one_touch = None if one_touch is None else one_touch.bind(self)
+        links = Links(one_touch, case_url, self.now)
+        self.case_url = links.case_url
+        self.service = CaseService(
+            store=self.store,
+            outbox=Outbox(self.store, self.notifier, self.now, self.delivery_lease),
+            clock=self.clock,
+            new_id=self.new_id,
+            links=links,
+            comment_policy=self.comment_policy,
+            deliver_notices=self.deliver_notices,
+        )
+        self._intake = Intake(self.service, triggers, dedupe)
+        self._one_touch = None if one_touch is None else OneTouchService(one_touch, self.service)
 
     # -- time and ids -------------------------------------------------------------
 
     def now(self) -> datetime:
         """The loop's clock, checked to be timezone-aware."""
-        now = self.clock()
-        if not isinstance(now, datetime) or now.utcoffset() is None:
-            raise InvalidInput("clock", now, "must return a timezone-aware datetime")
-        return now
+        return self.service.now()
 
     # -- one-touch ----------------------------------------------------------------
 
@@ -255,7 +223,7 @@ class CloseLoop:
         configured. A case is escalated at most once per ``resend_after``, even
         with several processes running this at once. ``dry_run`` only reports.
         """
-        return escalate(self, self.escalation, dry_run=dry_run, limit=limit)
+        return escalate(self.service, self.escalation, dry_run=dry_run, limit=limit)
 
     # -- reporting ------------------------------------------------------------------
 
@@ -282,7 +250,7 @@ class CloseLoop:
 
     def get(self, case_id: str) -> Case:
         """The case with this id. Raises CaseNotFound."""
-        return self.store.get(check_id("case_id", case_id))
+        return self.service.read(case_id)
 
     def cases(
         self,
@@ -299,15 +267,15 @@ class CloseLoop:
         check_optional_id("assignee", assignee)
         check_optional_id("customer_id", customer_id)
         wanted = None if status is None else Status.parse(status)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidInput("limit", limit, "must be a non-negative integer or None")
+        if limit is not None:
+            check_int("limit", limit)
         return self.store.find(
             assignee=assignee, status=wanted, customer_id=customer_id, limit=limit
         )
 
     def history(self, case_id: str) -> list[Event]:
         """The case's events, oldest first. Raises CaseNotFound."""
-        return self.store.history(check_id("case_id", case_id))
+        return self.service.history(case_id)
 
     # -- changing -----------------------------------------------------------------
 
@@ -331,7 +299,7 @@ class CloseLoop:
         optional_aware_datetime("due_at", due_at)
         now = self.now()
         case = Case(
-            id=check_id("id_factory()", self.new_id()),
+            id=self.service.new_id(),
             customer_id=customer_id,
             status=Status.OPEN,
             opened_at=now,
@@ -342,9 +310,9 @@ class CloseLoop:
             priority=Priority.parse(priority),
             due_at=due_at,
         )
-        event = Opened(case_id=case.id, actor=by, at=now, seq=1, comment=comment)
-        self.store.commit(Change(case=case, expected_version=None, events=(event,)))
-        return case
+        change = self.service.opening(case, draft(Opened, actor=by, comment=comment))
+        self.service.commit(change)
+        return change.case
 
     def assign(
         self,
@@ -365,20 +333,21 @@ class CloseLoop:
         check_id("to", to)
         check_id("by", by)
         check_comment("comment", comment)
-        case = self._read(case_id, expected_version)
+        service = self.service
+        case = service.read(case_id, expected_version)
         if case.assignee == to:
             raise NothingToChange(case.id, f"case {case.id!r} is already assigned to {to!r}")
         now = self.now()
-        updated = evolve(case, assignee=to, updated_at=now, version=case.version + 1)
-        event = Assigned(
-            case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
-            assignee=to, previous=case.assignee,
+        change = service.advance(
+            case,
+            draft(Assigned, actor=by, comment=comment, assignee=to, previous=case.assignee),
+            now=now, assignee=to,
         )
-        rendered = render_assignment(updated, by, self._link_for(updated), comment=comment,
-                                     action=self._link_label(updated))
-        notice = self._notice(updated, "assigned", to, rendered, now)
-        self._commit(Change(case=updated, expected_version=case.version, events=(event,),
-                            notices=(notice,)))
+        updated = change.case
+        link = service.links.for_recipient(updated, to)
+        rendered = render_assignment(updated, by, link.url, comment=comment, action=link.label)
+        notice = service.notice(updated, "assigned", to, rendered, now)
+        service.commit(evolve(change, notices=(notice,)))
         return updated
 
     def set_status(
@@ -402,8 +371,8 @@ class CloseLoop:
         target = Status.parse(status)
         check_id("by", by)
         check_comment("comment", comment)
-        case = self._read(case_id, expected_version)
-        return self.apply_status(case, target, by=by, comment=comment, via=via)
+        case = self.service.read(case_id, expected_version)
+        return self.service.set_status(case, target, by=by, comment=comment, via=via)
 
     def apply_status(
         self,
@@ -422,22 +391,9 @@ class CloseLoop:
         one-touch link used in the same transaction (TokenUsed if it already was).
         Arguments are assumed validated.
         """
-        check_transition(case.id, case.status, target, comment, self.comment_policy)
-        now = self.now()
-        updated = evolve(
-            case,
-            status=target,
-            updated_at=now,
-            version=case.version + 1,
-            closed_at=now if target is Status.CLOSED else None,
+        return self.service.set_status(
+            case, target, by=by, comment=comment, via=via, consume_link=consume_link
         )
-        event = StatusChanged(
-            case_id=case.id, actor=by, at=now, seq=updated.version, comment=comment,
-            from_status=case.status, to_status=target, via=via,
-        )
-        self._commit(Change(case=updated, expected_version=case.version, events=(event,),
-                            consume_link=consume_link))
-        return updated
 
     def comment(
         self, case_id: str, text: str, *, by: str, expected_version: int | None = None
@@ -447,12 +403,12 @@ class CloseLoop:
         check_comment("text", text)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("text", text, "a comment must not be blank")
-        case = self._read(case_id, expected_version)
-        now = self.now()
-        updated = evolve(case, updated_at=now, version=case.version + 1)
-        event = Commented(case_id=case.id, actor=by, at=now, seq=updated.version, comment=text)
-        self._commit(Change(case=updated, expected_version=case.version, events=(event,)))
-        return updated
+        case = self.service.read(case_id, expected_version)
+        change = self.service.advance(
+            case, draft(Commented, actor=by, comment=text), now=self.now()
+        )
+        self.service.commit(change)
+        return change.case
 
     # -- notices ------------------------------------------------------------------
 
@@ -463,87 +419,5 @@ class CloseLoop:
         Call it from a scheduler (cron, a worker loop) every minute or so. A notice
         that keeps failing is retried with back-off (see :func:`retry_delay`).
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput("limit", limit, "must be a positive integer")
-        notices = self.store.claim_notices(now=self.now(), lease=self.delivery_lease, limit=limit)
-        sent = self._deliver_all(notices)
-        return DeliveryReport(sent=sent, failed=len(notices) - sent)
-
-    def _deliver_all(self, notices: Sequence[Notice]) -> int:
-        """Send each notice; record failures one by one and successes in one write."""
-        sent = [notice.id for notice in notices if self._send(notice)]
-        if sent:
-            self._safely(self.store.notices_sent, sent, at=self.now())
-        return len(sent)
-
-    def _send(self, notice: Notice) -> bool:
-        try:
-            self.notifier.send(Message.from_notice(notice))
-        except Exception as exc:  # any notifier failure leaves the notice pending
-            log.warning("could not deliver notice %r for case %r: %r", notice.id,
-                        notice.case_id, exc)
-            retry_at = self.now() + retry_delay(notice.attempts + 1)
-            self._safely(self.store.notice_failed, notice.id, error=repr(exc)[:1000],
-                         retry_at=retry_at)
-            return False
-        return True
-
-    @staticmethod
-    def _safely(record: Callable[..., None], notices: object, **kwargs: Any) -> None:
-        # The case change is committed; a failure to book-keep delivery must not
-        # look like a failed change. At worst the notice is delivered again.
-        try:
-            record(notices, **kwargs)
-        except Exception:
-            log.exception("could not record delivery state of notice(s) %r", notices)
-
-    def _notice(
-        self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime
-    ) -> Notice:
-        return Notice(
-            id=check_id("id_factory()", self.new_id()),
-            case_id=case.id,
-            kind=kind,
-            to=to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            created_at=now,
-            # Claimed by this process, which delivers it right after the commit
-            # (or, when this loop does not deliver, due at once for whoever does).
-            next_attempt_at=now + self.delivery_lease if self.deliver_notices else now,
-        )
-
-    def _link_for(self, case: Case) -> str | None:
-        if self._one_touch is not None and case.assignee is not None:
-            return self._one_touch.link_for(case)
-        return self._case_link(case)
-
-    def _link_label(self, case: Case) -> str:
-        """"Change" for a one-touch link, "Open the case" for the app's page."""
-        return "Change" if self._one_touch is not None and case.assignee else "Open the case"
-
-    def _case_link(self, case: Case) -> str | None:
-        """The app's page for the case (``case_url``), if configured."""
-        if self.case_url is not None:
-            return self.case_url.format(case_id=quote(case.id, safe=""))
-        return None
-
-    # -- internals ----------------------------------------------------------------
-
-    def _read(self, case_id: str, expected_version: int | None) -> Case:
-        check_id("case_id", case_id)
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise InvalidInput("expected_version", expected_version, "must be an integer")
-        case = self.store.get(case_id)
-        if expected_version is not None and case.version != expected_version:
-            raise ConcurrentUpdate(case.id, expected_version, case.version)
-        return case
-
-    def _commit(self, change: Change) -> None:
-        self.store.commit(change)
-        if self.deliver_notices and change.notices:
-            self._deliver_all(change.notices)
-
+        check_positive_int("limit", limit)
+        return self.service.outbox.deliver_pending(limit)

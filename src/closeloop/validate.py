@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from closeloop.errors import InvalidInput
@@ -19,11 +19,19 @@ __all__ = [
     "MAX_ANSWERS",
     "MAX_ANSWER_LENGTH",
     "MAX_COMMENT_LENGTH",
+    "MAX_COUNT",
     "MAX_ID_LENGTH",
     "aware_datetime",
     "check_answers",
+    "check_bool",
+    "check_callable",
     "check_comment",
     "check_id",
+    "check_int",
+    "check_optional_positive_timedelta",
+    "check_optional_version",
+    "check_positive_int",
+    "check_positive_timedelta",
     "check_score",
 ]
 
@@ -35,6 +43,9 @@ MAX_COMMENT_LENGTH = 10_000
 MAX_ANSWERS = 500
 #: Longest answer value (as text) accepted, in characters.
 MAX_ANSWER_LENGTH = 10_000
+#: Largest count (a limit, a batch size, a version) accepted: well inside every
+#: database's 64-bit integers, so a driver never overflows on one.
+MAX_COUNT = 1_000_000_000
 
 # C0 and C1 controls and the Unicode line/paragraph separators: none belongs in an
 # id, and each could break a mail header or a log line.
@@ -99,6 +110,52 @@ def check_score(field: str, value: Any) -> int | None:
     if not 0 <= value <= 10:
         raise InvalidInput(field, value, "must be an integer from 0 to 10")
     return value
+
+
+def check_bool(field: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (not 0, 1 or ``"yes"``)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, value, "must be True or False")
+    return value
+
+
+def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) from ``minimum`` to ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, value, f"must be an integer from {minimum} to {maximum}")
+    if not minimum <= value <= maximum:
+        raise InvalidInput(field, value, f"must be an integer from {minimum} to {maximum}")
+    return value
+
+
+def check_positive_int(field: str, value: Any, *, maximum: int = MAX_COUNT) -> int:
+    """Return ``value`` if it is an ``int`` from 1 to ``maximum`` (a limit, a batch size)."""
+    return check_int(field, value, minimum=1, maximum=maximum)
+
+
+def check_optional_version(field: str, value: Any) -> int | None:
+    """Return ``None`` or a case version (an ``int`` of at least 1)."""
+    return None if value is None else check_int(field, value, minimum=1)
+
+
+def check_positive_timedelta(field: str, value: Any) -> timedelta:
+    """Return ``value`` if it is a :class:`~datetime.timedelta` longer than zero."""
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidInput(field, value, "must be a positive timedelta")
+    return value
+
+
+def check_optional_positive_timedelta(field: str, value: Any) -> timedelta | None:
+    """Like :func:`check_positive_timedelta`, but ``None`` is allowed."""
+    return None if value is None else check_positive_timedelta(field, value)
+
+
+def check_callable(field: str, value: Any, what: str = "a callable") -> Callable[..., Any]:
+    """Return ``value`` if it can be called; ``what`` says what it should be."""
+    if not callable(value):
+        raise InvalidInput(field, value, f"must be {what}")
+    checked: Callable[..., Any] = value
+    return checked
 
 
 def aware_datetime(field: str, value: Any) -> datetime:

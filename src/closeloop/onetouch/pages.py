@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, quote
 
 from attrs import frozen
@@ -45,8 +45,6 @@ from closeloop.validate import MAX_COMMENT_LENGTH
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
-
-    from closeloop.loop import CloseLoop
 
 __all__ = ["MAX_BODY_BYTES", "OneTouchPages", "wsgi_app"]
 
@@ -128,7 +126,16 @@ class BadRequest(Exception):
         super().__init__(message)
 
 
-def wsgi_app(loop: CloseLoop) -> OneTouchPages:
+class HasOneTouch(Protocol):
+    """Protocol: anything with a ``one_touch`` service, such as a :class:`~closeloop.CloseLoop`."""
+
+    @property
+    def one_touch(self) -> OneTouchService:
+        """The loop's one-touch service."""
+        ...
+
+
+def wsgi_app(loop: HasOneTouch) -> OneTouchPages:
     """The one-touch pages for ``loop`` as a WSGI application.
 
     Raises InvalidInput if the loop has no one-touch configuration.

@@ -24,9 +24,7 @@ retried.
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
@@ -40,11 +38,9 @@ from closeloop.errors import (
 )
 from closeloop.model import Case, Event, Status
 from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch
-from closeloop.validate import check_comment, check_id
+from closeloop.service import CaseService
+from closeloop.validate import check_comment
 from closeloop.workflow import TRANSITIONS, CommentPolicy, allowed_targets, check_transition
-
-if TYPE_CHECKING:
-    from closeloop.loop import CloseLoop
 
 __all__ = ["VIA", "LinkView", "OneTouchService", "PendingChange"]
 
@@ -112,9 +108,9 @@ class OneTouchService:
         loop.one_touch.confirm(pending.token)        # the change, once
     """
 
-    def __init__(self, config: OneTouch, loop: CloseLoop) -> None:
+    def __init__(self, config: OneTouch, service: CaseService) -> None:
         self.config = config
-        self._loop = loop
+        self._service = service
 
     # -- issuing --------------------------------------------------------------------
 
@@ -125,7 +121,7 @@ class OneTouchService:
             CaseNotFound: no such case.
             InvalidInput: the case has no assignee (a link always belongs to one).
         """
-        return self.link_for(self._loop.get(check_id("case_id", case_id)))
+        return self.link_for(self._service.read(case_id))
 
     def link_for(self, case: Case) -> str:
         """A new link for ``case`` as given (not re-read), for its assignee, issued now.
@@ -134,13 +130,7 @@ class OneTouchService:
         """
         if case.assignee is None:
             raise InvalidInput("case_id", case.id, "the case has no assignee to send a link to")
-        claims = LinkClaims(
-            link_id=secrets.token_urlsafe(12),
-            case_id=case.id,
-            assignee=case.assignee,
-            issued_at=self._loop.now(),
-        )
-        return self.config.url(self.config.sign_link(claims))
+        return self.config.issue_link(case.id, case.assignee, self._service.now())
 
     # -- using ----------------------------------------------------------------------
 
@@ -152,7 +142,7 @@ class OneTouchService:
         """
         claims = self.config.read_link(token)
         case = self._usable_case(claims)
-        history = self._loop.history(case.id)[-HISTORY_SHOWN:]
+        history = self._service.history(case.id)[-HISTORY_SHOWN:]
         return LinkView(
             case=case,
             assignee=claims.assignee,
@@ -179,7 +169,7 @@ class OneTouchService:
         target = Status.parse(status)
         check_comment("comment", comment)
         check_transition(case.id, case.status, target, comment, _COMMENT_ALWAYS)
-        now = self._loop.now()
+        now = self._service.now()
         expires_at = min(now + self.config.confirm_max_age, self._link_expiry(claims))
         confirm = ConfirmClaims(
             link=claims, from_status=case.status, to_status=target, comment=comment,
@@ -193,7 +183,7 @@ class OneTouchService:
     def confirm(self, confirmation_token: str) -> Case:
         """Make the prepared change and use up the link, in one transaction.
 
-        The change goes through the workflow like any other (``loop.apply_status``):
+        The change goes through the workflow like any other (``CaseService.set_status``):
         same rules, same history; the event's actor is the assignee and its
         ``via`` is ``"one-touch"``. Of several confirmations racing, in threads or
         processes, exactly one changes the case; the others get TokenUsed.
@@ -209,7 +199,7 @@ class OneTouchService:
         claims = self.config.read_confirmation(confirmation_token)
         confirm_by = claims.prepared_at + self.config.confirm_max_age
         expires_at = min(confirm_by, self._link_expiry(claims.link))
-        if self._loop.now() > expires_at:
+        if self._service.now() > expires_at:
             raise TokenExpired(expires_at, "confirmation" if expires_at == confirm_by else "link")
         link = claims.link
         for attempt in range(_ATTEMPTS):
@@ -217,13 +207,13 @@ class OneTouchService:
             if case.status is not claims.from_status:
                 raise ConcurrentUpdate(case.id, claims.version, case.version)
             try:
-                return self._loop.apply_status(
+                return self._service.set_status(
                     case, claims.to_status, by=link.assignee, comment=claims.comment,
                     via=VIA, consume_link=link.link_id,
                 )
             except ConcurrentUpdate:
                 # Most often another confirmation of this same link won.
-                if self._loop.store.link_used(link.link_id):
+                if self._service.store.link_used(link.link_id):
                     raise TokenUsed() from None
                 if attempt == _ATTEMPTS - 1:
                     raise
@@ -240,13 +230,13 @@ class OneTouchService:
         # use commit together, so a case read before an unused link is a case the
         # link has not changed yet, and a racing confirm loses on the version check.
         try:
-            case: Case | None = self._loop.store.get(claims.case_id)
+            case: Case | None = self._service.store.get(claims.case_id)
         except CaseNotFound:
             case = None
-        if self._loop.store.link_used(claims.link_id):
+        if self._service.store.link_used(claims.link_id):
             raise TokenUsed()
         expires_at = self._link_expiry(claims)
-        if self._loop.now() > expires_at:
+        if self._service.now() > expires_at:
             raise TokenExpired(expires_at)
         if case is None:
             raise TokenInvalid()  # signed for another database: say nothing more

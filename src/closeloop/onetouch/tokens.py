@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from attrs import frozen
@@ -33,10 +34,6 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from closeloop.errors import InvalidInput, TokenInvalid
 from closeloop.model import Status
-
-if TYPE_CHECKING:
-    from closeloop.loop import CloseLoop
-    from closeloop.onetouch.service import OneTouchService
 
 __all__ = [
     "CONFIRM_SALT",
@@ -189,11 +186,13 @@ class OneTouch:
         return (f"OneTouch(base_url={self.base_url!r}, max_age={self.max_age!r}, "
                 f"confirm_max_age={self.confirm_max_age!r}, secret_key=<{keys} hidden>)")
 
-    def bind(self, loop: CloseLoop) -> OneTouchService:
-        """The service that issues and honours links for ``loop`` (what ``loop.one_touch`` is)."""
-        from closeloop.onetouch.service import OneTouchService
-
-        return OneTouchService(self, loop)
+    def issue_link(self, case_id: str, assignee: str, issued_at: datetime) -> str:
+        """The URL of a new single-use link for ``case_id``, bound to ``assignee``."""
+        claims = LinkClaims(
+            link_id=secrets.token_urlsafe(12), case_id=case_id, assignee=assignee,
+            issued_at=issued_at,
+        )
+        return self.url(self.sign_link(claims))
 
     # -- link tokens ----------------------------------------------------------------
 

@@ -1,0 +1,227 @@
+"""The unit of work under the facade: read a case, advance it, commit, queue notices.
+
+:class:`CaseService` is what every part that changes cases works on: the facade
+(:class:`~closeloop.CloseLoop`), intake, escalation and one-touch. It owns the
+rules every change follows, so they are written once:
+
+- a change is computed from the case as read, and is based on its ``version``
+  (optimistic concurrency: a concurrent writer makes the commit fail with
+  :class:`~closeloop.errors.ConcurrentUpdate`);
+- :meth:`CaseService.advance` raises the version by one per event and numbers
+  the events ``version + 1 …``, so history positions and versions never drift;
+- every change is checked (:func:`~closeloop.storage.base.check_change`) before
+  any store sees it, so a third-party store cannot skip the numbering rules;
+- notices are written with the change and delivered right after it commits
+  (unless the loop leaves delivery to a worker).
+
+Nothing here imports the facade; the facade builds one service and delegates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from attrs import evolve, field, frozen
+
+from closeloop.errors import ConcurrentUpdate, InvalidInput
+from closeloop.links import Links
+from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
+from closeloop.notify.templates import RenderedNotice
+from closeloop.outbox import Outbox
+from closeloop.storage.base import Change, Store, check_change
+from closeloop.validate import check_id, check_optional_version
+from closeloop.workflow import CommentPolicy, check_transition
+
+__all__ = ["CaseService", "EventDraft", "draft"]
+
+
+def _fields(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(value)
+
+
+@frozen
+class EventDraft:
+    """An event not yet placed in a history: its class and fields, without ``case_id``,
+    ``at`` and ``seq`` (which :meth:`CaseService.advance` fills in)."""
+
+    kind: type[Event]
+    fields: Mapping[str, Any] = field(converter=_fields)
+
+
+def draft(kind: type[Event], **fields: Any) -> EventDraft:
+    """An :class:`EventDraft` of ``kind``: ``draft(Commented, actor="alice", comment="…")``."""
+    return EventDraft(kind, fields)
+
+
+class CaseService:
+    """Reads, advances and commits cases for one loop, and queues their notices.
+
+    Args:
+        store: where cases live.
+        outbox: delivers notices after their change commits.
+        clock: returns the current time as an aware datetime (checked on every call).
+        new_id: makes case and notice ids.
+        links: which links notices carry.
+        comment_policy: which workflow changes need a comment.
+        deliver_notices: deliver a change's notices right after it commits; with
+            ``False`` they wait in the outbox for a worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        outbox: Outbox,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], str],
+        links: Links,
+        comment_policy: CommentPolicy,
+        deliver_notices: bool,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.links = links
+        self.comment_policy = comment_policy
+        self.deliver_notices = deliver_notices
+        self._clock = clock
+        self._new_id = new_id
+
+    # -- time and ids -------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The loop's clock, checked to be timezone-aware."""
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise InvalidInput("clock", now, "must return a timezone-aware datetime")
+        return now
+
+    def new_id(self) -> str:
+        """A new case or notice id from the loop's id factory, checked."""
+        return check_id("id_factory()", self._new_id())
+
+    # -- reading ------------------------------------------------------------------
+
+    def read(self, case_id: str, expected_version: int | None = None) -> Case:
+        """The case, checked against ``expected_version`` when one is given.
+
+        Raises:
+            CaseNotFound: no such case.
+            ConcurrentUpdate: the case's version is not ``expected_version``.
+        """
+        check_id("case_id", case_id)
+        check_optional_version("expected_version", expected_version)
+        case = self.store.get(case_id)
+        if expected_version is not None and case.version != expected_version:
+            raise ConcurrentUpdate(case.id, expected_version, case.version)
+        return case
+
+    def history(self, case_id: str) -> list[Event]:
+        """The case's events, oldest first. Raises CaseNotFound."""
+        return self.store.history(check_id("case_id", case_id))
+
+    # -- changing -----------------------------------------------------------------
+
+    def advance(self, case: Case, *drafts: EventDraft, now: datetime, **fields: Any) -> Change:
+        """The change that adds ``drafts`` to ``case``'s history and sets ``fields``.
+
+        The version rises by one per event; the events are numbered from the old
+        version + 1 and stamped with ``now``; ``updated_at`` becomes ``now``. The
+        change is based on ``case.version``.
+        """
+        if not drafts:
+            raise ValueError("a change adds at least one event")
+        updated = evolve(case, updated_at=now, version=case.version + len(drafts), **fields)
+        return Change(
+            case=updated, expected_version=case.version,
+            events=self._events(case.id, case.version, drafts, now),
+        )
+
+    def opening(self, case: Case, *drafts: EventDraft) -> Change:
+        """The change that creates ``case`` with ``drafts`` as its first events.
+
+        ``case.version`` is set to the number of events; they are stamped with
+        ``case.opened_at``.
+        """
+        if not drafts:
+            raise ValueError("a new case has at least its opened event")
+        created = evolve(case, version=len(drafts))
+        return Change(
+            case=created, expected_version=None,
+            events=self._events(case.id, 0, drafts, case.opened_at),
+        )
+
+    @staticmethod
+    def _events(
+        case_id: str, version: int, drafts: Sequence[EventDraft], now: datetime
+    ) -> tuple[Event, ...]:
+        return tuple(
+            item.kind(case_id=case_id, at=now, seq=version + position, **item.fields)
+            for position, item in enumerate(drafts, start=1)
+        )
+
+    def set_status(
+        self,
+        case: Case,
+        target: Status,
+        *,
+        by: str,
+        comment: str | None,
+        via: str | None = None,
+        consume_link: str | None = None,
+    ) -> Case:
+        """Move ``case`` (as read) to ``target`` through the workflow and commit it.
+
+        ``consume_link`` marks a one-touch link used in the same transaction
+        (TokenUsed if it already was). Arguments are assumed validated.
+
+        Raises:
+            TransitionNotAllowed, CommentRequired: the workflow refuses the change.
+            ConcurrentUpdate: the case changed since it was read.
+        """
+        check_transition(case.id, case.status, target, comment, self.comment_policy)
+        now = self.now()
+        change = self.advance(
+            case,
+            draft(StatusChanged, actor=by, comment=comment, from_status=case.status,
+                  to_status=target, via=via),
+            now=now, status=target, closed_at=now if target is Status.CLOSED else None,
+        )
+        self.commit(evolve(change, consume_link=consume_link))
+        return change.case
+
+    def notice(self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime) -> Notice:
+        """An outbox entry about ``case`` for user ``to``, to be written with its change."""
+        return Notice(
+            id=self.new_id(),
+            case_id=case.id,
+            kind=kind,
+            to=to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            created_at=now,
+            # Claimed by this process, which delivers it right after the commit
+            # (or, when this loop does not deliver, due at once for whoever does).
+            next_attempt_at=now + self.outbox.lease if self.deliver_notices else now,
+        )
+
+    def commit(self, change: Change) -> None:
+        """Check and commit one change, then deliver its notices (when the loop does)."""
+        check_change(change)
+        self.store.commit(change)
+        if self.deliver_notices and change.notices:
+            self.outbox.deliver(change.notices)
+
+    def commit_many(
+        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+    ) -> None:
+        """Check and commit several changes in one transaction, then deliver their notices."""
+        for change in changes:
+            check_change(change)
+        self.store.commit_many(changes, ignored)
+        if self.deliver_notices:
+            notices = [notice for change in changes for notice in change.notices]
+            if notices:
+                self.outbox.deliver(notices)
