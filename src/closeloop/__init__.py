@@ -21,6 +21,7 @@ from closeloop.errors import (
     WorkflowError,
 )
 from closeloop.escalation import EscalationPolicy
+from closeloop.intake import IngestOutcome
 from closeloop.loop import CloseLoop, DeliveryReport
 from closeloop.model import (
     Assigned,
@@ -52,6 +53,7 @@ __all__ = [
     "Escalated",
     "EscalationPolicy",
     "Event",
+    "IngestOutcome",
     "InvalidInput",
     "NothingToChange",
     "Notice",

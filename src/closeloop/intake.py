@@ -43,12 +43,15 @@ from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, d
 from closeloop.validate import check_positive_int
 from closeloop.workflow import check_transition
 
-__all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestSummary"]
+__all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
 
 #: How often a lost race (another process ingested first) is retried.
 _ATTEMPTS = 5
 #: Responses per transaction in ingest_many.
 DEFAULT_BATCH = 500
+#: IngestSummary's counter for each outcome kind.
+_SUMMARY_KIND = {"opened": "open", "joined": "attach", "updated": "attach",
+                 "duplicate": "duplicate", "ignored": "ignore"}
 
 
 @frozen
@@ -125,6 +128,33 @@ class Decision:
     trigger: str | None = None
 
 
+#: What ingesting one response did; see :class:`IngestOutcome`.
+OutcomeKind = Literal["opened", "joined", "updated", "duplicate", "ignored"]
+
+
+@frozen
+class IngestOutcome:
+    """What :meth:`~closeloop.CloseLoop.ingest_outcome` did with one response.
+
+    Decided by the transaction that wrote it, so concurrent deliveries of the
+    same response are each told the truth: one ``"opened"``, the rest
+    ``"duplicate"``.
+
+    Attributes:
+        kind: ``"opened"`` (a new case), ``"joined"`` (attached to the customer's
+            case), ``"updated"`` (a response seen before arrived with new
+            content), ``"duplicate"`` (seen before, same content: nothing
+            written) or ``"ignored"`` (no trigger matched; recorded, no case).
+        case: the case opened, joined or already holding the response; ``None``
+            when no case holds it.
+        response_id: the response.
+    """
+
+    kind: OutcomeKind
+    case: Case | None
+    response_id: str
+
+
 @frozen
 class IngestSummary:
     """What :meth:`~closeloop.CloseLoop.ingest_many` did.
@@ -197,7 +227,7 @@ class Intake:
 
     # -- single responses -------------------------------------------------------------
 
-    def ingest(self, response: SurveyResponse) -> Case | None:
+    def ingest(self, response: SurveyResponse) -> IngestOutcome:
         _check_response(response)
         for _ in range(_ATTEMPTS):
             try:
@@ -206,20 +236,24 @@ class Intake:
                 continue  # another process changed the customer's case or took the id
         raise ConcurrentUpdate(response.id, None, None)
 
-    def _ingest_once(self, response: SurveyResponse) -> Case | None:
+    def _ingest_once(self, response: SurveyResponse) -> IngestOutcome:
         store = self.service.store
         seen = store.responses([response.id]).get(response.id)
         if seen is not None:
-            return None if seen.case_id is None else store.get(seen.case_id)
+            case = None if seen.case_id is None else store.get(seen.case_id)
+            return IngestOutcome("duplicate", case, response.id)
         now = self.service.now()
         match = self.triggers.evaluate(response)
         if match is None:
             store.record_responses([self._record(response, "ignored", None, now)])
-            return None
+            return IngestOutcome("ignored", None, response.id)
         latest = store.latest_cases([response.customer_id]).get(response.customer_id)
         change = self._change(response, match, self.dedupe.target(latest, now), now)
+        # The commit fails (ConcurrentUpdate) if another process recorded this
+        # response first, so "opened"/"joined" is said only by the one that wrote it.
         self.service.commit(change)
-        return change.case
+        kind: OutcomeKind = "opened" if change.expected_version is None else "joined"
+        return IngestOutcome(kind, change.case, response.id)
 
     def explain(self, response: SurveyResponse) -> Decision:
         _check_response(response)
@@ -295,18 +329,15 @@ class Intake:
     def _ingest_counted(
         self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
     ) -> None:
-        already = self.service.store.responses([response.id]).get(response.id)
-        case = self.ingest(response)
-        if already is not None:
-            counts["duplicate"] += 1
-            cases.setdefault(response.id, already.case_id)
-            return
-        record = self.service.store.responses([response.id]).get(response.id)
-        kind = {"opened": "open", "attached": "attach"}.get(
-            record.outcome if record else "", "ignore"
-        )
-        counts[kind] += 1
-        cases[response.id] = None if case is None else case.id
+        # The outcome comes from the transaction that wrote (or refused) the
+        # response, so another process's responses are never counted as ours.
+        outcome = self.ingest(response)
+        counts[_SUMMARY_KIND[outcome.kind]] += 1
+        case_id = None if outcome.case is None else outcome.case.id
+        if outcome.kind == "duplicate":
+            cases.setdefault(response.id, case_id)
+        else:
+            cases[response.id] = case_id
 
     def backtest(self, responses: Sequence[SurveyResponse]) -> BacktestSummary:
         items = self._checked_batch(responses)

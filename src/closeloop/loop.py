@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,15 @@ from attrs import evolve
 
 from closeloop.errors import InvalidInput, NothingToChange
 from closeloop.escalation import EscalationPolicy, EscalationRun, escalate
-from closeloop.intake import DEFAULT_BATCH, BacktestSummary, Decision, Dedupe, IngestSummary, Intake
+from closeloop.intake import (
+    DEFAULT_BATCH,
+    BacktestSummary,
+    Decision,
+    Dedupe,
+    IngestOutcome,
+    IngestSummary,
+    Intake,
+)
 from closeloop.links import Links
 from closeloop.model import (
     Assigned,
@@ -44,6 +53,7 @@ from closeloop.validate import (
     check_positive_timedelta,
     optional_aware_datetime,
 )
+from closeloop.worker import WorkerStats, run_worker
 from closeloop.workflow import CommentPolicy
 
 __all__ = ["Clock", "CloseLoop", "DeliveryReport", "retry_delay"]
@@ -191,6 +201,22 @@ class CloseLoop:
         Raises:
             InvalidInput: ``response`` is not a SurveyResponse, or a trigger's
                 condition failed on it; nothing is written.
+        """
+        return self._intake.ingest(response).case
+
+    def ingest_outcome(self, response: SurveyResponse) -> IngestOutcome:
+        """Like :meth:`ingest`, but say what happened: opened, joined, updated, duplicate, ignored.
+
+        The answer is decided by the transaction that wrote the response, so of
+        ten concurrent deliveries of one response exactly one is told
+        ``"opened"`` and nine ``"duplicate"``. A webhook endpoint can return it
+        to the survey tool as is.
+
+        Example::
+
+            outcome = loop.ingest_outcome(response)
+            if outcome.kind == "opened":
+                print("new case", outcome.case.id)
         """
         return self._intake.ingest(response)
 
@@ -411,6 +437,37 @@ class CloseLoop:
         return change.case
 
     # -- notices ------------------------------------------------------------------
+
+    def run_worker(
+        self,
+        *,
+        deliver_every: timedelta = timedelta(seconds=5),
+        escalate_every: timedelta | None = timedelta(minutes=5),
+        batch: int = 100,
+        stop: threading.Event | None = None,
+        handle_signals: bool = True,
+    ) -> WorkerStats:
+        """Deliver the outbox and escalate due cases on intervals until stopped.
+
+        Run it in a process of its own beside the web app (``closeloop worker
+        --app module:function``) or in a thread, and make the loop with
+        ``deliver_notices=False`` so requests never wait for a mail server.
+        Several workers may run at once. SIGTERM or SIGINT (or setting ``stop``)
+        ends it after the current round. See :mod:`closeloop.worker`.
+
+        Example::
+
+            loop = CloseLoop(store=SQLiteStore("closeloop.db"), notifier=smtp,
+                             deliver_notices=False)
+            loop.run_worker(deliver_every=timedelta(seconds=2))
+        """
+        check_positive_int("batch", batch)
+        return run_worker(
+            lambda: self.deliver_pending(batch),
+            self.escalate if escalate_every is not None else None,
+            deliver_every=deliver_every, escalate_every=escalate_every, stop=stop,
+            handle_signals=handle_signals,
+        )
 
     def deliver_pending(self, limit: int = 100) -> DeliveryReport:
         """Deliver notices still waiting in the outbox (failed or left by a crash).

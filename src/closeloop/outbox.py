@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from closeloop.model import Notice
 from closeloop.notify.base import Message, Notifier
@@ -23,6 +23,11 @@ from closeloop.storage.base import Store
 __all__ = ["DeliveryReport", "Outbox", "retry_delay"]
 
 log = logging.getLogger("closeloop")
+
+#: The share of a lease in which a deliverer starts sending notices it claimed;
+#: the rest of the lease is room for the last send to finish (keep the notifier's
+#: timeout below it, so a hung server cannot outlast the claim).
+_LEASE_SHARE = 0.8
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -43,6 +48,8 @@ class DeliveryReport:
 
     sent: int
     failed: int
+    #: The claim was full (``limit`` notices): more may be waiting.
+    more: bool = False
 
 
 class Outbox:
@@ -65,19 +72,39 @@ class Outbox:
 
     def deliver_pending(self, limit: int) -> DeliveryReport:
         """Claim up to ``limit`` due notices and deliver them; see the module docstring."""
-        notices = self.store.claim_notices(now=self._clock(), lease=self.lease, limit=limit)
-        sent = self.deliver(notices)
-        return DeliveryReport(sent=sent, failed=len(notices) - sent)
+        claimed_at = self._clock()
+        notices = self.store.claim_notices(now=claimed_at, lease=self.lease, limit=limit)
+        report = self._deliver(notices, claimed_at)
+        return evolve(report, more=len(notices) >= limit)
 
-    def deliver(self, notices: Sequence[Notice]) -> int:
-        """Send each notice; record failures one by one and successes in one write.
+    def deliver(self, notices: Sequence[Notice]) -> DeliveryReport:
+        """Deliver notices this process holds the claim on (ones it just wrote).
 
-        Returns how many were sent.
+        Their claim started when they were written (``created_at``).
         """
-        sent = [notice.id for notice in notices if self._send(notice)]
-        if sent:
-            _safely(self.store.notices_sent, sent, at=self._clock())
-        return len(sent)
+        if not notices:
+            return DeliveryReport(sent=0, failed=0)
+        return self._deliver(notices, min(notice.created_at for notice in notices))
+
+    def _deliver(self, notices: Sequence[Notice], claimed_at: datetime) -> DeliveryReport:
+        """Send each notice and record it at once, while the claim on them holds.
+
+        Each delivered notice is marked delivered before the next one is sent, so
+        a second deliverer that takes over never sends it again. Once the claim
+        is about to run out (a slow server), the rest are left alone: their
+        lease ends and the next claim, by any process, delivers them once.
+        """
+        deadline = claimed_at + self.lease * _LEASE_SHARE
+        sent = failed = 0
+        for notice in notices:
+            if self._clock() >= deadline:
+                break
+            if self._send(notice):
+                _safely(self.store.notices_sent, [notice.id], at=self._clock())
+                sent += 1
+            else:
+                failed += 1
+        return DeliveryReport(sent=sent, failed=failed)
 
     def _send(self, notice: Notice) -> bool:
         try:
