@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
+import attrs
 from attrs import field, frozen
 
 from closeloop.errors import InvalidInput
@@ -317,3 +318,53 @@ class Notice:
     def _check_subject(self, attribute: Any, value: Any) -> None:
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             raise InvalidInput("subject", value, "must be a single line of text")
+
+
+# -- trusted construction ---------------------------------------------------------------
+
+_T = TypeVar("_T")
+_DEFAULTS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}
+
+
+def _defaults(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    known = _DEFAULTS.get(cls)
+    if known is None:
+        known = _DEFAULTS[cls] = tuple(
+            (attribute.name, attribute.default) for attribute in attrs.fields(cls)
+        )
+    return known
+
+
+def trusted(cls: type[_T], values: Mapping[str, Any]) -> _T:
+    """Build ``cls`` from values that were already validated, without validating them again.
+
+    For closeloop's own hot paths only: values computed from objects that were
+    validated when they were made (a case read back and a new ``updated_at``),
+    or rows a store wrote itself. Missing fields take their defaults. Anything
+    that comes from outside goes through the normal constructor.
+    """
+    instance = object.__new__(cls)
+    for name, default in _defaults(cls):
+        if name in values:
+            value = values[name]
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            value = default.factory()
+        elif default is attrs.NOTHING:
+            raise TypeError(f"{cls.__name__} needs {name!r}")
+        else:
+            value = default
+        object.__setattr__(instance, name, value)
+    return instance
+
+
+def evolve_trusted(case: Case, **changes: Any) -> Case:
+    """``attrs.evolve(case, **changes)`` for changes closeloop computed itself.
+
+    Only the cross-field rule (``closed_at`` set exactly when Closed) is checked
+    again; each changed value must already be valid.
+    """
+    values = {name: getattr(case, name) for name, _ in _defaults(Case)}
+    values.update(changes)
+    updated = trusted(Case, values)
+    updated.__attrs_post_init__()
+    return updated
