@@ -5,6 +5,7 @@ Not run; .ci/run type-checks it so a renamed or retyped public name fails CI.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from closeloop import (
@@ -13,6 +14,7 @@ from closeloop import (
     CloseLoopError,
     CommentRequired,
     ConcurrentUpdate,
+    IngestOutcome,
     InvalidInput,
     Status,
     SurveyResponse,
@@ -22,6 +24,7 @@ from closeloop import (
     TransitionNotAllowed,
 )
 from closeloop.model import Case, Event
+from closeloop.worker import WorkerStats
 from closeloop.notify import MemoryNotifier, Message
 from closeloop.onetouch import OneTouch
 from closeloop.reporting import Report
@@ -73,4 +76,9 @@ def walkthrough() -> None:
     first = sent[0]
     fields: tuple[str, str, str, str, str] = (first.to, first.subject, first.text, first.html,
                                               first.case_id)
-    print(current, home, events, counts, view, confirmed, fields, MemoryStore())
+    outcome: IngestOutcome = loop.ingest_outcome(
+        SurveyResponse(id="r-2", customer_id="c-43", score=2)
+    )
+    kind: str = outcome.kind
+    stats: WorkerStats = loop.run_worker(stop=threading.Event(), handle_signals=False)
+    print(current, home, events, counts, view, confirmed, fields, MemoryStore(), kind, stats)
