@@ -24,12 +24,12 @@ from closeloop import (
     TransitionNotAllowed,
 )
 from closeloop.model import Case, Event
-from closeloop.worker import WorkerStats
 from closeloop.notify import MemoryNotifier, Message
 from closeloop.onetouch import OneTouch
 from closeloop.reporting import Report
 from closeloop.storage import MemoryStore, SQLiteStore
 from closeloop.triggers import Trigger, contact_requested, nps_between
+from closeloop.worker import WorkerStats
 
 ERRORS: tuple[type[CloseLoopError], ...] = (
     CaseNotFound, TransitionNotAllowed, CommentRequired, ConcurrentUpdate, InvalidInput,
