@@ -258,7 +258,7 @@ class BaseStore(abc.ABC):
         """The reference report over :meth:`report_facts`."""
         return report_from_facts(query, self.report_facts(query))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - deliberately optional: most stores hold nothing
         """Release resources; the default holds none."""
 
 
