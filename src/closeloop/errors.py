@@ -114,16 +114,38 @@ class ConcurrentUpdate(CloseLoopError):
     """Someone else changed the case since it was read; nothing was written.
 
     Read the case again and decide whether the change still makes sense.
+
+    Attributes:
+        case_id: the case the change was to (or the case that blocked it).
+        expected: the version the change was computed from (``None`` for a new case).
+        actual: the version found (``None`` when unknown or not a version conflict).
+        response_id: set when the conflict is a survey response that was already
+            recorded (someone else ingested it first); ``None`` otherwise.
     """
 
-    def __init__(self, case_id: str, expected: int | None, actual: int | None) -> None:
+    def __init__(
+        self,
+        case_id: str,
+        expected: int | None,
+        actual: int | None,
+        *,
+        response_id: str | None = None,
+    ) -> None:
         self.case_id = case_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"case {case_id!r} was changed concurrently "
-            f"(expected version {expected}, found {actual}); nothing was written"
-        )
+        self.response_id = response_id
+        if response_id is not None:
+            message = (
+                f"response {response_id!r} was already recorded by a concurrent change "
+                f"(to case {case_id!r}); nothing was written"
+            )
+        else:
+            message = (
+                f"case {case_id!r} was changed concurrently "
+                f"(expected version {expected}, found {actual}); nothing was written"
+            )
+        super().__init__(message)
 
 
 class TokenError(CloseLoopError):

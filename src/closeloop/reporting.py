@@ -1,8 +1,9 @@
 """The KPIs of a closed-loop programme, as one frozen :class:`Report`.
 
-Stores compute reports inside themselves (SQL for SQLite, grouped aggregation
-for memory) from a :class:`ReportQuery`; every store gives the same report for
-the same data (a contract test holds them to it). The full definitions are in
+The library computes a report once, in :mod:`closeloop.report_reference`, from
+the facts a store returns for a :class:`ReportQuery`; a store may compute the
+same report its own way for speed (SQLite and PostgreSQL do, in SQL) and the
+contract suite holds it to the reference. The full definitions are in
 ``docs/reporting.md``; the short version is on each field below.
 
 The helpers at the end of this module (:func:`durations`, :func:`summarise`,
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 
 from attrs import field, frozen
 
-from closeloop.model import Case, Status
+from closeloop.model import Case, Event, Status
 from closeloop.validate import attrs_validator, aware_datetime, check_optional_id, optional_aware_datetime
 
 __all__ = [
@@ -44,7 +45,9 @@ __all__ = [
     "StatusCounts",
     "age_bucket",
     "durations",
+    "first_action_at",
     "full_counts",
+    "is_overdue",
     "median",
     "nearest_rank",
     "share",
@@ -195,11 +198,12 @@ class Report:
         by_assignee: per current assignee, counts per status and median time to close.
         by_reason: per reason, counts per status; a case with two reasons counts
             under both.
-        time_to_first_action: opened → first status change, assignment or comment
-            by someone other than whoever opened it; cases without one are left out.
+        time_to_first_action: opened → the case's first action
+            (:func:`first_action_at`); cases without one are left out.
         time_to_close: opened → last close, over cases that are Closed now (a case
             reopened and not closed again is not counted).
-        overdue: cases not Closed whose ``due_at`` is before ``query.now``.
+        overdue: cases not Closed whose ``due_at`` is at or before ``query.now``
+            (:func:`is_overdue`, the same rule escalation uses).
         closed_within_sla: share of Closed cases with a due date closed at or before it.
         aging: cases not Closed, by age since opening (keys of :data:`AGE_BUCKETS`).
         recovery: see :class:`Recovery`.
@@ -221,6 +225,32 @@ class Report:
     def total(self) -> int:
         """Number of cases reported on."""
         return sum(self.status_counts.values())
+
+
+# -- the business rules, stated once ---------------------------------------------------
+
+
+def is_overdue(case: Case, now: datetime) -> bool:
+    """Whether ``case`` is overdue at ``now``: not Closed, with ``due_at <= now``.
+
+    The one definition of overdue: escalation selects overdue cases with it and the
+    report counts them with it. A case due exactly now is overdue.
+    """
+    return case.status is not Status.CLOSED and case.due_at is not None and case.due_at <= now
+
+
+def first_action_at(case: Case, history: Iterable[Event]) -> datetime | None:
+    """When the case's first action happened, or ``None`` if it has had none.
+
+    The first action is the earliest event (in ``seq`` order, after the opening
+    event) whose kind is in :data:`FIRST_ACTION_KINDS` (a status change, an
+    assignment or a comment) and whose actor is not whoever opened the case.
+    Attached responses and escalations are not actions.
+    """
+    for event in history:
+        if event.seq > 1 and event.kind in FIRST_ACTION_KINDS and event.actor != case.opened_by:
+            return event.at
+    return None
 
 
 # -- shared arithmetic ---------------------------------------------------------------

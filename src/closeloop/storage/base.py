@@ -1,8 +1,22 @@
-"""The storage port: what closeloop needs from a database.
+"""The storage ports: what closeloop needs from a database, one small Protocol per concern.
 
-A store keeps cases, their history events and the outbox of notices. The
-facade never writes a case without its events: everything one call changes
+A store keeps cases, their history events, the log of survey responses, the
+outbox of notices, the one-touch link ledger and the round-robin rotations.
+The service never writes a case without its events: everything one call changes
 travels to the store as one :class:`Change` and is committed atomically.
+
+The ports, each a :class:`typing.Protocol`:
+
+- :class:`CaseLog`: cases and their history (commit, get, find, history, …);
+- :class:`ResponseLog`: the survey responses seen, for de-duplication and recovery;
+- :class:`Outbox`: notices waiting to be delivered;
+- :class:`LinkLedger`: which one-touch links have been used;
+- :class:`Rotations`: round-robin positions;
+- :class:`ReportSource`: the facts a report is computed from, and the report.
+
+:class:`Store` is all of them together. A third-party store subclasses
+:class:`~closeloop.storage.BaseStore`, which builds most of these methods from a
+few abstract ones.
 """
 
 from __future__ import annotations
@@ -14,9 +28,21 @@ from typing import Protocol, runtime_checkable
 from attrs import field, frozen
 
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.report_reference import ReportFacts
 from closeloop.reporting import Report, ReportQuery
 
-__all__ = ["Change", "Store"]
+__all__ = [
+    "CaseLog",
+    "Change",
+    "LinkLedger",
+    "Outbox",
+    "ReportSource",
+    "ResponseLog",
+    "Rotations",
+    "Store",
+    "check_change",
+    "counts_as_active",
+]
 
 
 def _events(value: Iterable[Event]) -> tuple[Event, ...]:
@@ -45,14 +71,18 @@ class Change:
             ``expected_version + 1`` (or 1) up to ``case.version``.
         notices: outbox entries to write with the change.
         responses: survey responses this change records as seen; a response id
-            that is already recorded makes the whole change fail with
-            ConcurrentUpdate (someone else ingested it first).
+            that is already recorded (or recorded earlier in the same batch) makes
+            the whole change fail with ConcurrentUpdate, whose ``response_id``
+            names it (someone else ingested it first).
         consume_link: a one-touch link id to mark used in the same transaction; if
             it is already used the whole change fails with
             :class:`~closeloop.errors.TokenUsed`.
-        sole_active_case: for a new case: fail with ConcurrentUpdate if the
-            customer already has a case that is not Closed (de-duplication that
-            holds across processes).
+        sole_active_case: for a new case: the **sole-open-case rule**. The whole
+            change fails with ConcurrentUpdate if, when it commits, the customer
+            already has another case that :func:`counts_as_active` (any status but
+            Closed), counting cases created earlier in the same batch. This is
+            de-duplication that holds across processes, so the check and the write
+            must happen in one atomic step.
     """
 
     case: Case
@@ -64,28 +94,38 @@ class Change:
     consume_link: str | None = None
 
 
+def counts_as_active(case: Case) -> bool:
+    """Whether ``case`` blocks a new case under the sole-open-case rule: it is not Closed.
+
+    The rule, stated once: a :class:`Change` with ``sole_active_case=True`` commits
+    only if no other case of the same customer counts as active at that moment.
+    """
+    return case.status is not Status.CLOSED
+
+
 @runtime_checkable
-class Store(Protocol):
-    """Protocol: where cases, their history and the outbox live.
+class CaseLog(Protocol):
+    """Protocol: cases and their ordered history, written one atomic change at a time.
 
-    Semantics every implementation keeps (the contract suite in
-    :mod:`closeloop.testing` checks each of them):
-
-    - :meth:`commit` is atomic: the case row, its events and its notices are all
-      written, or none is.
+    - :meth:`commit` and :meth:`commit_many` are atomic: every case row, event,
+      notice, response record and consumed link of the batch is written, or none is.
+      Within a batch each change is checked against the state the earlier changes
+      of the batch leave.
     - Optimistic concurrency: a change whose ``expected_version`` is not the stored
       version raises :class:`~closeloop.errors.ConcurrentUpdate` and writes nothing;
-      so does a new case (``expected_version=None``) whose id already exists.
+      so does a new case (``expected_version=None``) whose id already exists, and a
+      new case that breaks the sole-open-case rule (see :attr:`Change.sole_active_case`).
       A change to a case that does not exist raises
-      :class:`~closeloop.errors.CaseNotFound`.
-    - Reads return what was committed, never a half-written change.
-    - Times come back timezone-aware (UTC) and equal to what was stored, to the
-      microsecond.
-    - Driver exceptions never escape: they are raised as
-      :class:`~closeloop.errors.StoreError` (or a more precise closeloop error)
-      with the driver's exception chained.
-    - A store may be shared by several threads; SQL stores may also be shared by
-      several processes.
+      :class:`~closeloop.errors.CaseNotFound`. A notice id that already exists
+      raises :class:`~closeloop.errors.StoreError`; a consumed link that is already
+      used raises :class:`~closeloop.errors.TokenUsed`; a response id already
+      recorded raises ConcurrentUpdate with ``response_id`` set.
+    - Stores do not validate event numbering: the service calls
+      :func:`check_change` before a change reaches the store.
+    - Reads return what was committed, never a half-written change. Times come
+      back timezone-aware and equal to what was stored, to the microsecond.
+    - Order: :meth:`find` lists oldest ``opened_at`` first, ties in creation order;
+      :meth:`history` lists events by ``seq``.
     """
 
     def commit(self, change: Change) -> None:
@@ -98,48 +138,7 @@ class Store(Protocol):
         """Write several changes in one transaction: all of them, or (on any error) none.
 
         ``ignored`` are responses that opened nothing, recorded in the same
-        transaction as by :meth:`record_responses`.
-        """
-        ...
-
-    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
-        """Record responses that opened nothing; ids already recorded are left as they are."""
-        ...
-
-    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
-        """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
-        ...
-
-    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
-        """Each customer's most recently created case (any status); customers with none are absent."""
-        ...
-
-    def escalation_candidates(
-        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
-        limit: int,
-    ) -> list[Case]:
-        """Cases due for escalation, oldest opened first (ties in creation order).
-
-        A case qualifies when it is not Closed, is overdue (``due_at <= now``) or
-        untouched (``untouched_before`` given and ``updated_at <= untouched_before``),
-        and has no "escalated" event at or after ``quiet_since``.
-        """
-        ...
-
-    def report(self, query: ReportQuery) -> Report:
-        """Compute the KPIs inside the store, without loading every case into memory."""
-        ...
-
-    def link_used(self, link_id: str) -> bool:
-        """Whether the one-touch link ``link_id`` has been consumed by a committed change."""
-        ...
-
-    def next_in_rotation(self, key: str, size: int) -> int:
-        """Atomically take the next position (0 .. size-1) of the named rotation.
-
-        Round-robin routing keeps its place here, so it survives restarts and is
-        fair across processes: each call returns the position after the previous
-        call's, modulo ``size``.
+        transaction as by :meth:`ResponseLog.record_responses`.
         """
         ...
 
@@ -161,6 +160,57 @@ class Store(Protocol):
     def history(self, case_id: str) -> list[Event]:
         """The case's events in order (``seq`` 1, 2, …); CaseNotFound for an unknown id."""
         ...
+
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+        """Each customer's most recently created case (any status); customers with none are absent."""
+        ...
+
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        """Cases due for escalation, oldest opened first (ties in creation order).
+
+        A case qualifies when it is not Closed, is overdue
+        (:func:`closeloop.reporting.is_overdue`: ``due_at <= now``) or untouched
+        (``untouched_before`` given and ``updated_at <= untouched_before``), and has
+        no "escalated" event at or after ``quiet_since``. At most ``limit`` cases.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. The store is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class ResponseLog(Protocol):
+    """Protocol: every survey response closeloop has seen, matched by a trigger or not.
+
+    A response id is recorded at most once: :meth:`record_responses` keeps the first
+    record of an id, and a :class:`Change` recording an id already present fails as a
+    whole. Records are kept in the order they were recorded (recovery uses it to
+    order responses submitted at the same microsecond).
+    """
+
+    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
+        """Record responses that opened nothing; ids already recorded are left as they are."""
+        ...
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
+        ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Protocol: notices written with their change, delivered later, at least once.
+
+    A notice is pending until :meth:`notices_sent` records it; pending notices are
+    listed and claimed oldest first (``created_at``, then ``id``). Claiming is the
+    only step that must be atomic across processes: two callers never claim the
+    same notice within its lease.
+    """
 
     def claim_notices(
         self, *, now: datetime, lease: timedelta, limit: int = 100
@@ -184,13 +234,92 @@ class Store(Protocol):
         """Every notice not yet delivered, oldest first (for inspection and tests)."""
         ...
 
-    def close(self) -> None:
-        """Release connections and files. The store is not used afterwards."""
+
+@runtime_checkable
+class LinkLedger(Protocol):
+    """Protocol: the one-touch links that have been used.
+
+    A link is consumed only by a committed :class:`Change` naming it in
+    ``consume_link``; consuming a used link fails the whole change with TokenUsed.
+    """
+
+    def link_used(self, link_id: str) -> bool:
+        """Whether the one-touch link ``link_id`` has been consumed by a committed change."""
         ...
 
 
+@runtime_checkable
+class Rotations(Protocol):
+    """Protocol: named round-robin counters that survive restarts and are shared by processes."""
+
+    def next_in_rotation(self, key: str, size: int) -> int:
+        """Atomically take the next position (0 .. size-1) of the named rotation.
+
+        Round-robin routing keeps its place here, so it survives restarts and is
+        fair across processes: each call returns the position after the previous
+        call's, modulo ``size``.
+        """
+        ...
+
+
+@runtime_checkable
+class ReportSource(Protocol):
+    """Protocol: what a report is computed from.
+
+    :meth:`report_facts` returns the raw facts (cases, their events, responses);
+    :func:`closeloop.report_reference.report_from_facts` turns them into the
+    :class:`~closeloop.reporting.Report`, the one reference computation. A store
+    may compute :meth:`report` its own way for speed; the contract suite then
+    checks it against the reference, field by field, on generated histories.
+    """
+
+    def report_facts(self, query: ReportQuery) -> ReportFacts:
+        """The facts for ``query``: at least every case it selects (see ReportFacts)."""
+        ...
+
+    def report(self, query: ReportQuery) -> Report:
+        """The KPIs for ``query``, equal to the reference computed from :meth:`report_facts`."""
+        ...
+
+
+@runtime_checkable
+class Store(CaseLog, ResponseLog, Outbox, LinkLedger, Rotations, ReportSource, Protocol):
+    """Protocol: where cases, their history and the outbox live: every port together.
+
+    Semantics every implementation keeps (the contract suite in
+    :mod:`closeloop.testing` checks each of them) are stated on each port:
+    :class:`CaseLog`, :class:`ResponseLog`, :class:`Outbox`, :class:`LinkLedger`,
+    :class:`Rotations`, :class:`ReportSource`. In addition:
+
+    - Driver exceptions never escape: they are raised as
+      :class:`~closeloop.errors.StoreError` (or a more precise closeloop error)
+      with the driver's exception chained.
+    - A store may be shared by several threads; SQL stores may also be shared by
+      several processes.
+
+    Subclass :class:`~closeloop.storage.BaseStore` to write one from a few
+    plain persistence methods.
+    """
+
+
 def check_change(change: Change) -> None:
-    """Raise ``ValueError`` if a change breaks the numbering rules (a programming error)."""
+    """Raise ``ValueError`` if a change breaks the numbering rules (a programming error).
+
+    The service calls this for every change before a store sees it; stores do not.
+    The rules: events are numbered consecutively from ``expected_version + 1`` (or 1
+    for a new case) up to ``case.version``; every event and notice belongs to the
+    changed case; ``sole_active_case`` is set only on a new case.
+
+    Example::
+
+        >>> from datetime import datetime, timezone
+        >>> from closeloop.model import Case, Opened, Status
+        >>> at = datetime(2026, 1, 5, tzinfo=timezone.utc)
+        >>> case = Case(id="c-1", customer_id="cust", status=Status.OPEN, opened_at=at,
+        ...             updated_at=at, opened_by="agent", version=1)
+        >>> check_change(Change(case=case, expected_version=None,
+        ...                     events=[Opened(case_id="c-1", actor="agent", at=at, seq=1)]))
+    """
     first = 1 if change.expected_version is None else change.expected_version + 1
     seqs = [event.seq for event in change.events]
     if seqs != list(range(first, change.case.version + 1)):

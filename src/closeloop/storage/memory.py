@@ -1,27 +1,30 @@
 """An in-process store: fast, thread-safe, gone when the process ends.
 
 It keeps the same contract as the SQL stores (the contract suite checks it),
-so tests written against it hold against them too.
+so tests written against it hold against them too. It is a
+:class:`~closeloop.storage.BaseStore`: the eight persistence methods over
+dictionaries, plus indexed overrides of the defaults that would scan.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from attrs import evolve
 
-from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError, TokenUsed
+from closeloop.errors import CaseNotFound
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.report_reference import report_from_parts
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change, check_change
-from closeloop.storage.memory_report import report_from_memory
+from closeloop.storage.base import Change
+from closeloop.storage.base_store import BaseStore, check_batch, select_escalation_candidates
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(BaseStore):
     """Keeps everything in dictionaries behind one lock.
 
     Example::
@@ -31,32 +34,43 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cases: dict[str, Case] = {}
+        self._cases: dict[str, Case] = {}  # insertion order is creation order
         self._events: dict[str, list[Event]] = {}
         self._notices: dict[str, Notice] = {}
-        self._responses: dict[str, ResponseRecord] = {}
+        self._responses: dict[str, ResponseRecord] = {}  # insertion order is recording order
         self._by_customer: dict[str, list[str]] = {}
         self._used_links: dict[str, str] = {}  # link id -> case id
         self._rotations: dict[str, int] = {}
 
-    def commit(self, change: Change) -> None:
-        self.commit_many([change])
+    # -- the StoredState that check_batch reads (the caller holds the lock) ------------
+
+    def stored_case(self, case_id: str) -> Case | None:
+        """The committed case, or ``None`` (for :func:`check_batch`)."""
+        return self._cases.get(case_id)
+
+    def customer_cases(self, customer_id: str) -> Iterable[Case]:
+        """The customer's committed cases (for :func:`check_batch`)."""
+        return [self._cases[case_id] for case_id in self._by_customer.get(customer_id, ())]
+
+    def notice_exists(self, notice_id: str) -> bool:
+        """Whether the notice id is taken (for :func:`check_batch`)."""
+        return notice_id in self._notices
+
+    def response_recorded(self, response_id: str) -> bool:
+        """Whether the response id is recorded (for :func:`check_batch`)."""
+        return response_id in self._responses
+
+    def link_consumed(self, link_id: str) -> bool:
+        """Whether the link is used (for :func:`check_batch`)."""
+        return link_id in self._used_links
+
+    # -- the abstract persistence methods ----------------------------------------------
 
     def commit_many(
         self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
     ) -> None:
-        for change in changes:
-            check_change(change)
         with self._lock:
-            # Check every change against the state as the earlier changes of the
-            # batch leave it (kept in `pending`), then apply all: all or nothing.
-            pending: dict[str, Case] = {}
-            new_ids: set[str] = set()
-            for change in changes:
-                self._check(change, pending, new_ids)
-                pending[change.case.id] = change.case
-                if change.expected_version is None:
-                    new_ids.add(change.case.id)
+            check_batch(changes, self)  # everything is checked before anything is written
             for change in changes:
                 case = change.case
                 if change.expected_version is None:
@@ -70,86 +84,59 @@ class MemoryStore:
             for record in ignored:
                 self._responses.setdefault(record.response_id, record)
 
-    def _check(self, change: Change, pending: dict[str, Case], new_ids: set[str]) -> None:
-        case = change.case
-        current = pending.get(case.id) or self._cases.get(case.id)
-        if change.expected_version is None:
-            if current is not None:
-                raise ConcurrentUpdate(case.id, None, current.version)
-            if change.sole_active_case:
-                for other in self._customer_cases(case.customer_id, pending):
-                    if other.status is not Status.CLOSED:
-                        raise ConcurrentUpdate(other.id, None, other.version)
-        elif current is None:
-            raise CaseNotFound(case.id)
-        elif current.version != change.expected_version:
-            raise ConcurrentUpdate(case.id, change.expected_version, current.version)
-        for notice in change.notices:
-            if notice.id in self._notices or notice.id in new_ids:
-                raise StoreError(f"notice id {notice.id!r} already exists")
-            new_ids.add(notice.id)
-        if change.consume_link is not None:
-            if change.consume_link in self._used_links or change.consume_link in new_ids:
-                raise TokenUsed()
-            new_ids.add(change.consume_link)
-        for record in change.responses:
-            if record.response_id in self._responses or record.response_id in new_ids:
-                raise ConcurrentUpdate(case.id, change.expected_version, None)
-            new_ids.add(record.response_id)
-
-    def _customer_cases(self, customer_id: str, pending: dict[str, Case]) -> list[Case]:
-        stored = [
-            pending.get(case_id) or self._cases[case_id]
-            for case_id in self._by_customer.get(customer_id, ())
-        ]
-        if len(pending) < 2:  # the usual single change: nothing else is pending
-            return stored
-        return stored + [
-            case for case in pending.values()
-            if case.customer_id == customer_id and case.id not in self._cases
-        ]
-
-    def record_responses(self, records: Sequence[ResponseRecord]) -> None:
-        with self._lock:
-            for record in records:
-                self._responses.setdefault(record.response_id, record)
-
-    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
-        with self._lock:
-            return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
-
-    def escalation_candidates(
-        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
-        limit: int,
+    def query_cases(
+        self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None
     ) -> list[Case]:
         with self._lock:
-            found = [
-                case for case in self._cases.values()
-                if case.status is not Status.CLOSED
-                and (
-                    (case.due_at is not None and case.due_at <= now)
-                    or (untouched_before is not None and case.updated_at <= untouched_before)
-                )
-                and not any(
-                    event.kind == "escalated" and event.at >= quiet_since
-                    for event in self._events[case.id]
-                )
-            ]
-        found.sort(key=lambda case: case.opened_at)  # stable: ties keep creation order
-        return found[:limit]
+            if customer_ids is not None:
+                wanted = set(customer_ids)
+                found = [case for case in self._cases.values() if case.customer_id in wanted]
+            else:
+                found = list(self._cases.values())
+        if case_ids is not None:
+            ids = set(case_ids)
+            found = [case for case in found if case.id in ids]
+        return found
 
-    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
+    def history(self, case_id: str) -> list[Event]:
         with self._lock:
-            return {
-                customer: self._cases[self._by_customer[customer][-1]]
-                for customer in customer_ids
-                if customer in self._by_customer
-            }
+            if case_id not in self._cases:
+                raise CaseNotFound(case_id)
+            return list(self._events[case_id])
 
-    def report(self, query: ReportQuery) -> Report:
-        with self._lock:  # one consistent snapshot; the aggregation reads, it copies nothing
-            return report_from_memory(query, self._cases.values(), self._events,
-                                      self._responses.values())
+    def find_responses(
+        self,
+        *,
+        response_ids: Sequence[str] | None = None,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[ResponseRecord]:
+        with self._lock:
+            if response_ids is not None:
+                found = [self._responses[i] for i in dict.fromkeys(response_ids)
+                         if i in self._responses]
+                # recording order, as the protocol asks
+                order = {rid: n for n, rid in enumerate(self._responses)}
+                found.sort(key=lambda r: order[r.response_id])
+            else:
+                found = list(self._responses.values())
+        if customer_ids is not None:
+            customers = set(customer_ids)
+            found = [record for record in found if record.customer_id in customers]
+        return found
+
+    def pending_notices(self) -> list[Notice]:
+        with self._lock:
+            pending = [n for n in self._notices.values() if n.sent_at is None]
+        return sorted(pending, key=lambda n: (n.created_at, n.id))
+
+    def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
+        swapped = []
+        with self._lock:
+            for old, new in swaps:
+                if self._notices.get(old.id) == old:
+                    self._notices[old.id] = new
+                    swapped.append(old.id)
+        return swapped
 
     def link_used(self, link_id: str) -> bool:
         with self._lock:
@@ -160,6 +147,8 @@ class MemoryStore:
             position = self._rotations.get(key, 0)
             self._rotations[key] = position + 1
             return position % size
+
+    # -- fast paths (the contract checks them against the defaults) --------------------
 
     def get(self, case_id: str) -> Case:
         try:
@@ -185,16 +174,31 @@ class MemoryStore:
             for case in cases
             if (assignee is None or case.assignee == assignee)
             and (status is None or case.status is status)
-            and (customer_id is None or case.customer_id == customer_id)
         ]
         found.sort(key=lambda case: case.opened_at)  # stable: ties keep creation order
         return found if limit is None else found[:limit]
 
-    def history(self, case_id: str) -> list[Event]:
+    def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         with self._lock:
-            if case_id not in self._cases:
-                raise CaseNotFound(case_id)
-            return list(self._events[case_id])
+            return {
+                customer: self._cases[self._by_customer[customer][-1]]
+                for customer in customer_ids
+                if customer in self._by_customer
+            }
+
+    def escalation_candidates(
+        self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
+        limit: int,
+    ) -> list[Case]:
+        with self._lock:  # one snapshot; the rule itself is the library's
+            return select_escalation_candidates(
+                list(self._cases.values()), self._events.__getitem__, now=now,
+                untouched_before=untouched_before, quiet_since=quiet_since, limit=limit,
+            )
+
+    def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
+        with self._lock:
+            return {rid: self._responses[rid] for rid in response_ids if rid in self._responses}
 
     def claim_notices(
         self, *, now: datetime, lease: timedelta, limit: int = 100
@@ -221,10 +225,10 @@ class MemoryStore:
                 notice, attempts=notice.attempts + 1, last_error=error, next_attempt_at=retry_at
             )
 
-    def pending_notices(self) -> list[Notice]:
-        with self._lock:
-            pending = [n for n in self._notices.values() if n.sent_at is None]
-        return sorted(pending, key=lambda n: (n.created_at, n.id))
+    def report(self, query: ReportQuery) -> Report:
+        with self._lock:  # one consistent snapshot; the reference reads, it copies nothing
+            return report_from_parts(query, self._cases.values(), self._events,
+                                     self._responses.values())
 
     def close(self) -> None:
         """Nothing to release; kept for the protocol."""

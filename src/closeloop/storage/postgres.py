@@ -46,7 +46,8 @@ from closeloop.errors import (
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change, check_change
+from closeloop.storage.base import Change, counts_as_active
+from closeloop.storage.base_store import BaseStore
 from closeloop.storage.postgres_report import report_from_postgres
 from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
 from closeloop.storage.rows import (
@@ -146,7 +147,7 @@ def _require_driver() -> None:
         raise StoreError(INSTALL_HINT) from _DRIVER_MISSING
 
 
-class PostgresStore:
+class PostgresStore(BaseStore):
     """Keeps cases in PostgreSQL, for apps that run many processes on many machines.
 
     Args:
@@ -310,8 +311,6 @@ class PostgresStore:
     def commit_many(
         self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
     ) -> None:
-        for change in changes:
-            check_change(change)
         if not changes and not ignored:
             return
         try:
@@ -327,7 +326,8 @@ class PostgresStore:
                 if changes:
                     first = changes[0]
                     raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
-                raise ConcurrentUpdate(ignored[0].response_id, None, None) from exc
+                raise ConcurrentUpdate(ignored[0].case_id or "", None, None,
+                                       response_id=ignored[0].response_id) from exc
             raise
 
     def _apply(self, conn: Connection[Any], changes: Sequence[Change]) -> None:
@@ -385,7 +385,7 @@ class PostgresStore:
                 if other_id not in pending:
                     raise ConcurrentUpdate(other_id, None, version)
             for other in pending.values():
-                if other.customer_id == case.customer_id and other.status is not Status.CLOSED:
+                if other.customer_id == case.customer_id and counts_as_active(other):
                     raise ConcurrentUpdate(other.id, None, other.version)
 
     def _write_cases(
@@ -424,7 +424,7 @@ class PostgresStore:
         if len(recorded) != len(records):
             lost = next(r.response_id for r in records if r.response_id not in recorded)
             change = owner[lost]
-            raise ConcurrentUpdate(change.case.id, change.expected_version, None)
+            raise ConcurrentUpdate(change.case.id, change.expected_version, None, response_id=lost)
         links = sorted((c.consume_link, c.case.id) for c in changes if c.consume_link is not None)
         if len(_returned(conn, self._sql["use_link"], links)) != len(links):
             raise TokenUsed()
@@ -524,6 +524,31 @@ class PostgresStore:
             raise CaseNotFound(case_id)
         return [_CODEC.event_from_row(row) for row in rows if row[0] is not None]
 
+    def query_cases(
+        self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None
+    ) -> list[Case]:
+        clauses, params = _any_of(("id", case_ids), ("customer_id", customer_ids))
+        rows = self._fetch(
+            f"SELECT {CASE_COLUMNS} FROM {quoted(self.schema)}.cases {clauses} "
+            "ORDER BY created_seq",
+            params,
+        )
+        return [_CODEC.case_from_row(row) for row in rows]
+
+    def find_responses(
+        self,
+        *,
+        response_ids: Sequence[str] | None = None,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[ResponseRecord]:
+        clauses, params = _any_of(("response_id", response_ids), ("customer_id", customer_ids))
+        rows = self._fetch(
+            f"SELECT {RESPONSE_COLUMNS} FROM {quoted(self.schema)}.responses {clauses} "
+            "ORDER BY recorded_seq",
+            params,
+        )
+        return [_CODEC.response_from_row(row) for row in rows]
+
     def report(self, query: ReportQuery) -> Report:
         with self._transaction("reporting") as conn:
             return report_from_postgres(conn, quoted(self.schema), query)
@@ -553,11 +578,44 @@ class PostgresStore:
         with self._transaction("writing") as conn:
             conn.execute(self._sql["notice_failed"], (error, retry_at, notice_id))
 
+    def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
+        if not swaps:
+            return []
+        swapped = []
+        with self._transaction("writing") as conn:
+            rows = conn.execute(
+                f"SELECT {NOTICE_COLUMNS} FROM {quoted(self.schema)}.outbox "
+                "WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (sorted({old.id for old, _ in swaps}),),
+            ).fetchall()
+            stored = {row[0]: _CODEC.notice_from_row(row) for row in rows}
+            for old, new in swaps:
+                if stored.get(old.id) != old:
+                    continue
+                conn.execute(
+                    f"UPDATE {quoted(self.schema)}.outbox SET next_attempt_at = %s, "
+                    "attempts = %s, last_error = %s, sent_at = %s WHERE id = %s",
+                    (new.next_attempt_at, new.attempts, new.last_error, new.sent_at, old.id),
+                )
+                stored[old.id] = new
+                swapped.append(old.id)
+        return swapped
+
     def pending_notices(self) -> list[Notice]:
         return [_CODEC.notice_from_row(row) for row in self._fetch(self._sql["pending_notices"], ())]
 
 
 # -- statements ------------------------------------------------------------------------
+
+
+def _any_of(*filters: tuple[str, Sequence[str] | None]) -> tuple[str, list[Any]]:
+    """A WHERE clause keeping rows whose column is among the values, for each filter given."""
+    clauses, params = [], []
+    for column, values in filters:
+        if values is not None:
+            clauses.append(f"{column} = ANY(%s)")
+            params.append(list(values))
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def _execute(conn: Connection[Any], statement: str, rows: Sequence[Sequence[Any]]) -> None:

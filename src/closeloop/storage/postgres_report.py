@@ -115,7 +115,7 @@ def _age_filter(index: int) -> str:
 
 _GROUPS = """
     SELECT c.assignee, c.status, count(*),
-        count(*) FILTER (WHERE c.status <> 'closed' AND c.due_at < %(now)s),
+        count(*) FILTER (WHERE c.status <> 'closed' AND c.due_at <= %(now)s),
         count(*) FILTER (WHERE c.status = 'closed' AND c.due_at IS NOT NULL),
         count(*) FILTER (WHERE c.status = 'closed' AND c.closed_at <= c.due_at),
         {aging}

@@ -17,6 +17,7 @@ compute with them.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -36,7 +37,8 @@ from closeloop.errors import (
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change, check_change
+from closeloop.storage.base import Change
+from closeloop.storage.base_store import BaseStore
 from closeloop.storage.rows import (
     CASE_COLUMNS,
     CASE_UPDATE_COLUMNS,
@@ -45,12 +47,13 @@ from closeloop.storage.rows import (
     case_filters,
 )
 from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
+from closeloop.storage.sqlite_report import report_from_sqlite
 from closeloop.storage.sqlite_rows import (
-    _INSERT_RESPONSE,
     CODEC,
+    INSERT_RESPONSE,
     MIGRATIONS,
-    _statements,
     from_micros,
+    split_statements,
     to_micros,
 )
 
@@ -64,7 +67,7 @@ _UPDATE_CASE = (
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class SQLiteStore:
+class SQLiteStore(BaseStore):
     """Keeps cases in one SQLite file.
 
     Args:
@@ -172,7 +175,7 @@ class SQLiteStore:
                 if foreign:
                     raise StoreError(f"{self.path} is a database that closeloop did not create")
             for number in range(version, len(MIGRATIONS)):
-                for statement in _statements(MIGRATIONS[number]):
+                for statement in split_statements(MIGRATIONS[number]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
         # Only now that the file is known to be ours: WAL is a persistent property of
@@ -197,27 +200,24 @@ class SQLiteStore:
     # -- writing --------------------------------------------------------------------
 
     def commit(self, change: Change) -> None:
-        check_change(change)
         with self._write() as conn:
             self._apply(conn, change)
 
     def commit_many(
         self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
     ) -> None:
-        for change in changes:
-            check_change(change)
         with self._write() as conn:
             for change in changes:
                 self._apply(conn, change)
             if ignored:
                 conn.executemany(
-                    _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
+                    INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
                     [CODEC.response_row(record) for record in ignored],
                 )
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
         case = change.case
-        if change.sole_active_case:
+        if change.sole_active_case:  # counts_as_active: any status but Closed
             active = conn.execute(
                 "SELECT id, version FROM cases WHERE customer_id = ? AND status != 'closed' "
                 "LIMIT 1",
@@ -255,10 +255,13 @@ class SQLiteStore:
             [CODEC.notice_row(notice) for notice in change.notices],
         )
         if change.responses:
-            try:
-                conn.executemany(_INSERT_RESPONSE, [CODEC.response_row(r) for r in change.responses])
-            except sqlite3.IntegrityError:
-                raise ConcurrentUpdate(case.id, change.expected_version, None) from None
+            for record in change.responses:  # one by one, to name the one already taken
+                try:
+                    conn.execute(INSERT_RESPONSE, CODEC.response_row(record))
+                except sqlite3.IntegrityError:
+                    raise ConcurrentUpdate(
+                        case.id, change.expected_version, None, response_id=record.response_id
+                    ) from None
         if change.consume_link is not None:
             try:
                 conn.execute(
@@ -304,9 +307,6 @@ class SQLiteStore:
         return latest
 
     def report(self, query: ReportQuery) -> Report:
-        # Imported here: sqlite_report builds on this module's time conversions.
-        from closeloop.storage.sqlite_report import report_from_sqlite
-
         with _translated("reporting"):
             return report_from_sqlite(self._connection(), query)
 
@@ -322,7 +322,7 @@ class SQLiteStore:
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
         with self._write() as conn:
             conn.executemany(
-                _INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
+                INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
                 [CODEC.response_row(record) for record in records],
             )
 
@@ -408,7 +408,58 @@ class SQLiteStore:
             raise CaseNotFound(case_id)
         return [CODEC.event_from_row(row) for row in rows]
 
+    def query_cases(
+        self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None
+    ) -> list[Case]:
+        clauses, params = [], []
+        for column, values in (("id", case_ids), ("customer_id", customer_ids)):
+            if values is not None:
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(list(values)))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with _translated("reading"):
+            rows = self._connection().execute(
+                f"SELECT {CASE_COLUMNS} FROM cases {where} ORDER BY rowid", params
+            ).fetchall()
+        return [CODEC.case_from_row(row) for row in rows]
+
+    def find_responses(
+        self,
+        *,
+        response_ids: Sequence[str] | None = None,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[ResponseRecord]:
+        clauses, params = [], []
+        for column, values in (("response_id", response_ids), ("customer_id", customer_ids)):
+            if values is not None:
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(list(values)))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with _translated("reading"):
+            rows = self._connection().execute(
+                f"SELECT {_RESPONSE_COLUMNS} FROM responses {where} ORDER BY rowid", params
+            ).fetchall()
+        return [CODEC.response_from_row(row) for row in rows]
+
     # -- outbox ---------------------------------------------------------------------
+
+    def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
+        swapped = []
+        with self._write() as conn:
+            for old, new in swaps:
+                row = conn.execute(
+                    f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE id = ?", (old.id,)
+                ).fetchone()
+                if row is None or CODEC.notice_from_row(row) != old:
+                    continue
+                conn.execute(
+                    "UPDATE outbox SET next_attempt_at = ?, attempts = ?, last_error = ?, "
+                    "sent_at = ? WHERE id = ?",
+                    (to_micros(new.next_attempt_at), new.attempts, new.last_error,
+                     None if new.sent_at is None else to_micros(new.sent_at), old.id),
+                )
+                swapped.append(old.id)
+        return swapped
 
     def claim_notices(
         self, *, now: datetime, lease: timedelta, limit: int = 100

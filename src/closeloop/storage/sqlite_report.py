@@ -48,7 +48,7 @@ from closeloop.reporting import (
     nearest_rank,
     summarise,
 )
-from closeloop.storage.sqlite import to_micros
+from closeloop.storage.sqlite_rows import to_micros
 
 __all__ = ["report_from_sqlite"]
 
@@ -130,7 +130,7 @@ def _sum(duration: str, split: bool) -> str:
 # ones): a FILTER per status would cost more than the counts it saves.
 _GROUPS = """
     SELECT c.assignee, c.reasons, c.status, count(*),
-        count(*) FILTER (WHERE c.due_at < :now), count(c.due_at),
+        count(*) FILTER (WHERE c.due_at <= :now), count(c.due_at),
         count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
         count(c.first_action_at), {first_action_sum},
         {younger}

@@ -14,7 +14,7 @@ from typing import Any
 
 from closeloop.storage.rows import RESPONSE_COLUMNS, RowCodec
 
-__all__ = ["CODEC", "MIGRATIONS", "from_micros", "to_micros"]
+__all__ = ["CODEC", "INSERT_RESPONSE", "MIGRATIONS", "from_micros", "split_statements", "to_micros"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -142,10 +142,12 @@ def _optional_datetime(value: int | None) -> datetime | None:
     return None if value is None else from_micros(value)
 
 
-_INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+#: Inserts one response record (parameters from ``CODEC.response_row``).
+INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-def _statements(script: str) -> list[str]:
+def split_statements(script: str) -> list[str]:
+    """The statements of a migration script, one string each."""
     # Split on ";" but keep a CREATE TRIGGER whole: its body has ";" of its own.
     statements: list[str] = []
     pending = ""

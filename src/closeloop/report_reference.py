@@ -1,24 +1,30 @@
-"""Reports for :class:`~closeloop.storage.MemoryStore`: grouped aggregation over its dicts.
+"""The reference report: the KPIs computed from a store's facts, once, in Python.
+
+Every store answers :meth:`~closeloop.storage.Store.report_facts` with a
+:class:`ReportFacts` (the cases, their events and the responses a report needs);
+:func:`report_from_facts` turns those into the :class:`~closeloop.reporting.Report`
+with the rules of :mod:`closeloop.reporting` (:func:`~closeloop.reporting.is_overdue`,
+:func:`~closeloop.reporting.first_action_at`, :func:`~closeloop.reporting.age_bucket`,
+the nearest-rank percentiles). A store that computes its report another way (SQL)
+is checked against this function by the contract suite.
 
 One pass over the cases counts and groups them, keeping only what a KPI needs
 (durations in microseconds, each customer's latest close); one pass over the
-responses settles recovery. Nothing is copied wholesale.
-The SQLite store computes the same figures in SQL (``sqlite_report.py``); both
-finish through the helpers in :mod:`closeloop.reporting`, so they agree to the
-microsecond.
+responses settles recovery.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+
+from attrs import field, frozen
 
 from closeloop.model import Case, Event, ResponseRecord, Status
 from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
-    FIRST_ACTION_KINDS,
     MICROSECOND,
     RECOVERED_SCORE,
     Recovery,
@@ -27,30 +33,70 @@ from closeloop.reporting import (
     age_bucket,
     assemble_report,
     durations,
+    first_action_at,
+    is_overdue,
     median,
 )
 
-__all__ = ["report_from_memory"]
+__all__ = ["ReportFacts", "report_from_facts"]
 
+
+def _cases(value: Iterable[Case]) -> tuple[Case, ...]:
+    return tuple(value)
+
+
+def _responses(value: Iterable[ResponseRecord]) -> tuple[ResponseRecord, ...]:
+    return tuple(value)
+
+
+def _events(value: Mapping[str, Iterable[Event]]) -> dict[str, tuple[Event, ...]]:
+    return {case_id: tuple(events) for case_id, events in value.items()}
+
+
+@frozen(kw_only=True)
+class ReportFacts:
+    """The raw facts a report is computed from.
+
+    A store may return more than the query needs: :func:`report_from_facts` keeps
+    only the cases ``query.selects`` and the responses of their customers.
+
+    Attributes:
+        cases: at least every case the query selects (opened in ``[since, until)``,
+            currently assigned to ``assignee``, carrying ``reason``).
+        events: each of those cases' events in ``seq`` order, by case id (a case
+            missing here has no first action).
+        responses: at least every recorded response of the customers of those
+            cases that are Closed, **in the order they were recorded**.
+    """
+
+    cases: tuple[Case, ...] = field(converter=_cases)
+    events: Mapping[str, Sequence[Event]] = field(converter=_events)
+    responses: tuple[ResponseRecord, ...] = field(converter=_responses)
 
 
 def _micros(later: datetime, earlier: datetime) -> int:
     return (later - earlier) // MICROSECOND
 
 
-def report_from_memory(
+def report_from_facts(query: ReportQuery, facts: ReportFacts) -> Report:
+    """Compute the report for ``query`` from ``facts``: the reference every store agrees with."""
+    return report_from_parts(query, facts.cases, facts.events, facts.responses)
+
+
+def report_from_parts(
     query: ReportQuery,
     cases: Iterable[Case],
     events: Mapping[str, Sequence[Event]],
-    responses: Collection[ResponseRecord],
+    responses: Iterable[ResponseRecord],
 ) -> Report:
-    """Compute the report from a memory store's contents (the caller holds its lock).
+    """:func:`report_from_facts` without building a :class:`ReportFacts` (no copies).
 
     Args:
         query: what to report on.
-        cases: every case in the store.
+        cases: a superset of the cases ``query`` selects.
         events: each case's events, in ``seq`` order, by case id.
-        responses: every recorded response.
+        responses: a superset of the responses of those cases' customers, in
+            recording order.
     """
     status_counts: Counter[Status] = Counter()
     unassigned = overdue = closed_with_due = closed_in_time = 0
@@ -71,10 +117,11 @@ def report_from_memory(
             by_assignee[case.assignee][case.status] += 1
         for reason in dict.fromkeys(case.reasons):  # a repeated reason counts once
             by_reason[reason][case.status] += 1
-        first = _first_action(case, events.get(case.id, ()))
+        first = first_action_at(case, events.get(case.id, ()))
         if first is not None:
             first_action_us.append(_micros(first, case.opened_at))
-        if case.closed_at is not None:
+        overdue += is_overdue(case, query.now)
+        if case.closed_at is not None:  # set exactly when the case is Closed
             if case.customer_id not in last_close or case.closed_at > last_close[case.customer_id]:
                 last_close[case.customer_id] = case.closed_at
             took = _micros(case.closed_at, case.opened_at)
@@ -85,7 +132,6 @@ def report_from_memory(
                 closed_with_due += 1
                 closed_in_time += case.closed_at <= case.due_at
         else:
-            overdue += case.due_at is not None and case.due_at < query.now
             aging[age_bucket(query.now - case.opened_at)] += 1
     medians = {name: median(values) for name, values in close_by_assignee.items()}
     return assemble_report(
@@ -105,16 +151,7 @@ def report_from_memory(
     )
 
 
-def _first_action(case: Case, history: Sequence[Event]) -> datetime | None:
-    for event in history:
-        if event.seq > 1 and event.kind in FIRST_ACTION_KINDS and event.actor != case.opened_by:
-            return event.at
-    return None
-
-
-def _recovery(
-    last_close: Mapping[str, datetime], responses: Collection[ResponseRecord]
-) -> Recovery:
+def _recovery(last_close: Mapping[str, datetime], responses: Iterable[ResponseRecord]) -> Recovery:
     # Per customer, (submitted_at, recorded position, score) of the last response at or
     # before their latest close and of the first one after it.
     before: dict[str, tuple[datetime, int, int | None]] = {}
