@@ -317,13 +317,13 @@ class TestDueDates:
     """Overdue open cases, and the share of closed cases that met their due date."""
 
     def test_overdue_and_sla(self, loop: CloseLoop, clock: FixedClock) -> None:
-        """Overdue: past due and not Closed. SLA: 2 of 3 dated closes on time; undated ones left out."""
+        """Overdue: due at or before now and not Closed (as escalation counts it). SLA: 2 of 3 dated closes on time; undated ones left out."""
         due = T0 + H
         loop.open_case("c-1", by="agent", due_at=due)  # overdue
         overdue_progress = loop.open_case("c-2", by="agent", due_at=due)
         loop.open_case("c-3", by="agent", due_at=T0 + 5 * H)  # not yet due
         loop.open_case("c-4", by="agent")  # no due date: never overdue
-        loop.open_case("c-5", by="agent", due_at=T0 + 2 * H)  # due exactly now: not overdue
+        loop.open_case("c-5", by="agent", due_at=T0 + 2 * H)  # due exactly now: overdue (due_at <= now)
         early = loop.open_case("c-6", by="agent", due_at=due)
         on_the_dot = loop.open_case("c-7", by="agent", due_at=due)
         late = loop.open_case("c-8", by="agent", due_at=due)
@@ -338,7 +338,7 @@ class TestDueDates:
         close(loop, late.id)
         clock.advance(minutes=30)  # now = T0 + 2 h
         report = loop.report()
-        assert report.overdue == 2
+        assert report.overdue == 3
         assert report.closed_within_sla == pytest.approx(2 / 3)
         assert report.status_counts == counts(open_=4, progress=1, closed=4)
 

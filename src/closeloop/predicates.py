@@ -610,7 +610,7 @@ def any_of(*predicates: PredicateLike) -> AnyOf:
 
 def not_(predicate: PredicateLike) -> Not:
     """Match exactly when ``predicate`` does not (also written ``~p``)."""
-    return Not(_as_predicate(predicate, "predicate"))
+    return Not(as_predicate(predicate, "predicate"))
 
 
 def predicate(function: PredicateLike, description: str | None = None) -> Predicate:
@@ -636,7 +636,8 @@ def predicate(function: PredicateLike, description: str | None = None) -> Predic
     return FunctionPredicate(function, description)
 
 
-def _as_predicate(value: Any, field_name: str) -> Predicate:
+def as_predicate(value: Any, field_name: str) -> Predicate:
+    """``value`` as a Predicate: a Predicate as it is, a function wrapped by :func:`predicate`."""
     if isinstance(value, Predicate):
         return value
     if not callable(value):
@@ -647,7 +648,7 @@ def _as_predicate(value: Any, field_name: str) -> Predicate:
 def _flatten(kind: type[AllOf | AnyOf], items: Sequence[Any], field_name: str) -> list[Predicate]:
     parts: list[Predicate] = []
     for index, item in enumerate(items):
-        part = _as_predicate(item, f"{field_name}[{index}]")
+        part = as_predicate(item, f"{field_name}[{index}]")
         if type(part) is kind:
             parts.extend(part.predicates)
         else:

@@ -25,7 +25,7 @@ from attrs import field, frozen
 
 from closeloop.errors import InvalidInput, StoreError
 from closeloop.model import SurveyResponse
-from closeloop.predicates import MAX_DEPTH, _callable, _check_key
+from closeloop.predicates import MAX_DEPTH
 from closeloop.validate import MAX_ID_LENGTH, attrs_validator, check_id, check_optional_id
 
 __all__ = [
@@ -100,7 +100,7 @@ class ToUser:
 class FromAnswer:
     """The user named by an answer of the response. See :func:`from_answer`."""
 
-    key: str = field(validator=attrs_validator(_check_key))
+    key: str = field(validator=attrs_validator(check_id))
 
     def route(self, response: SurveyResponse, rotation: RotationState) -> str | None:
         """Return the answer if it is a usable user id, else ``None``."""
@@ -182,12 +182,17 @@ class FirstOf:
         return self.fallback
 
 
+def _router_function(field_name: str, value: Any) -> None:
+    if not callable(value):
+        raise InvalidInput(field_name, value, "must be callable: (SurveyResponse) -> user id | None")
+
+
 @frozen
 class FunctionRouter:
     """Your own routing function ``(response) -> user id | None``."""
 
     function: Callable[[SurveyResponse], str | None] = field(
-        validator=attrs_validator(_callable)
+        validator=attrs_validator(_router_function)
     )
 
     def route(self, response: SurveyResponse, rotation: RotationState) -> str | None:

@@ -48,7 +48,7 @@ from closeloop.predicates import (
     Predicate,
     PredicateLike,
     ScoreMissing,
-    _as_predicate,
+    as_predicate,
     all_of,
     answer_equals,
     answer_in,
@@ -124,7 +124,7 @@ __all__ = [
 
 
 def _when(value: Any) -> Predicate:
-    return _as_predicate(value, "when")
+    return as_predicate(value, "when")
 
 
 def _priority(value: Any) -> Priority:
