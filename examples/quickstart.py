@@ -7,11 +7,27 @@ How to run:  python examples/quickstart.py [path/to/closeloop.db]
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from closeloop import Assigned, CloseLoop, Status, StatusChanged
 from closeloop.notify import MemoryNotifier
 from closeloop.storage import SQLiteStore
+
+
+def human(span: timedelta) -> str:
+    """A duration as a person says it: "under a second", "4 min 05 s", "2 h 10 min", "3 d 4 h"."""
+    seconds = int(span.total_seconds())
+    if seconds < 1:
+        return "under a second"
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02} min"
+    return f"{minutes} min {seconds:02} s" if minutes else f"{seconds} s"
 
 
 def main(db_path: Path) -> None:
@@ -26,7 +42,7 @@ def main(db_path: Path) -> None:
     case = loop.set_status(case.id, Status.CLOSED, by="alice", comment="Refund issued")
 
     print(f"Case {case.id} for customer {case.customer_id}: {case.status.display_name}, "
-          f"closed in {case.closed_at - case.opened_at if case.closed_at else '-'}")
+          f"closed in {human(case.closed_at - case.opened_at) if case.closed_at else '-'}")
     print("\nHistory:")
     for event in loop.history(case.id):
         line = f"  {event.seq}. {event.at:%H:%M:%S} {event.kind:<15} by {event.actor}"
