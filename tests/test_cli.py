@@ -71,13 +71,15 @@ class TestReport:
         assert data["overdue"] == 1
 
     def test_csv_filtered_by_assignee(self, db: Path) -> None:
-        """--format csv gives section,item,value rows; --assignee narrows the report."""
+        """--format csv gives one metric per metric,dimension,value row; --assignee narrows it."""
         result = closeloop("report", "--db", str(db), "--format", "csv", "--assignee", "alice")
         assert result.returncode == 0, result.stderr
         rows = list(csv.reader(io.StringIO(result.stdout)))
-        assert rows[0] == ["section", "item", "value"]
-        counts = {item: value for section, item, value in rows[1:] if section == "status"}
-        assert counts == {"Open": "1", "Progress": "0", "Closed": "1", "Unassigned": "0"}
+        assert rows[0] == ["metric", "dimension", "value"]
+        counts = {dimension: value for metric, dimension, value in rows[1:]
+                  if metric == "cases" and dimension.startswith("status=")}
+        assert counts == {"status=open": "1", "status=progress": "0", "status=closed": "1"}
+        assert ["cases_unassigned", "", "0"] in rows
 
 
 class TestCasesAndEscalate:
