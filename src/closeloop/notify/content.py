@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from attrs import field, frozen
+from attrs import Attribute, field, frozen
 
 from closeloop.convert import structure, unstructure
 from closeloop.errors import InvalidInput
@@ -69,11 +69,15 @@ def _status_value(value: Any) -> str:
     return Status.parse(value).value
 
 
+def _optional_status_value(value: Any) -> str | None:
+    return None if value is None else _status_value(value)
+
+
 def _priority_value(value: Any) -> str:
     return Priority.parse(value).value
 
 
-def _optional_url(instance: Any, attribute: Any, value: Any) -> None:
+def _optional_url(instance: Any, attribute: Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not value.startswith(("https://", "http://"))):
         raise InvalidInput(f"links.{attribute.name}", value, "must be an http(s) URL or None")
 
@@ -204,9 +208,7 @@ class NoticeContent:
     note: Note | None = None
     response: ResponseFacts | None = None
     links: Links = field(factory=Links)
-    from_status: str | None = field(
-        default=None, converter=lambda v: None if v is None else _status_value(v)
-    )
+    from_status: str | None = field(default=None, converter=_optional_status_value)
     why: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
     def to_dict(self) -> dict[str, Any]:
