@@ -26,6 +26,7 @@ _FORMATS = ("closeloop", "slack")
 # A webhook-id goes into a header and into the signed string: keep it to a
 # conservative alphabet, else use a digest of the notice id (just as stable).
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,200}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 # Everything httpx raises for a failed exchange, plus what a bad header value or
 # a socket problem can raise before httpx wraps it.
@@ -195,6 +196,10 @@ def _check_url(value: Any) -> httpx.URL:
 def _signer(secret: Any) -> Webhook:
     if not isinstance(secret, str | bytes) or not secret:
         raise InvalidInput("secret", "<hidden>", 'must be "whsec_<base64>" or non-empty bytes')
+    # The package's decoder skips characters outside base64: a typo would sign
+    # with some other key instead of failing here.
+    if isinstance(secret, str) and not _BASE64.fullmatch(secret.removeprefix("whsec_")):
+        raise InvalidInput("secret", "<hidden>", 'must be "whsec_" followed by base64')
     try:
         return Webhook(secret)
     except (EmptyWebhookSecretError, ValueError) as exc:  # binascii.Error is a ValueError
