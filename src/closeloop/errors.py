@@ -17,6 +17,7 @@ caller needs to react (``case_id``, ``field``, ``value`` …)::
      │    └── TokenUsed              the link has already changed the case once
      ├── StoreError              the storage backend failed (the driver's error is chained)
      └── NotifierError           a notifier could not deliver a message
+          └── RecipientUnknown       no address for this user (user_id); retrying cannot help
 
 Adapters translate their driver's exceptions (sqlite3, psycopg, smtplib) into
 these, so a caller never has to import a driver to handle a failure.
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidInput",
     "NothingToChange",
     "NotifierError",
+    "RecipientUnknown",
     "StoreError",
     "TokenError",
     "TokenExpired",
@@ -191,3 +193,18 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 def _status_name(status: Any) -> str:
     return str(getattr(status, "display_name", status))
+
+
+class RecipientUnknown(NotifierError):
+    """The notifier has no usable address for the recipient; a retry cannot succeed.
+
+    An outbox can stop retrying such a notice (or route it elsewhere) instead of
+    backing off forever.
+
+    Attributes:
+        user_id: the recipient the notifier could not reach.
+    """
+
+    def __init__(self, user_id: str, reason: str = "is not known to the user directory") -> None:
+        self.user_id = user_id
+        super().__init__(f"recipient {user_id!r} {reason}")
