@@ -147,7 +147,8 @@ def check_answers(field: str, value: Any) -> Mapping[str, Any]:
     (``answers['plan']['label']``).
     """
     freeze_answers(field, value)
-    return value
+    answers: Mapping[str, Any] = value
+    return answers
 
 
 def freeze_answers(field: str, value: Any) -> FrozenDict:
@@ -218,6 +219,7 @@ class FrozenDict(Mapping[str, Any]):
     """
 
     __slots__ = ("_items",)
+    _items: dict[str, Any]
 
     def __init__(self, items: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_items", dict(items or {}))
