@@ -15,6 +15,7 @@ caller needs to react (``case_id``, ``field``, ``value`` …)::
      │    ├── TokenInvalid           tampered, wrong key or purpose, case reassigned (reason)
      │    ├── TokenExpired           older than max_age (expired_at)
      │    └── TokenUsed              the link has already changed the case once
+     ├── SignatureInvalid        a webhook's signature or timestamp does not check out (reason)
      ├── StoreError              the storage backend failed (the driver's error is chained)
      └── NotifierError           a notifier could not deliver a message
           └── RecipientUnknown       no address for this user (user_id); retrying cannot help
@@ -37,6 +38,7 @@ __all__ = [
     "NothingToChange",
     "NotifierError",
     "RecipientUnknown",
+    "SignatureInvalid",
     "StoreError",
     "TokenError",
     "TokenExpired",
@@ -176,6 +178,23 @@ class TokenUsed(TokenError):
 
     def __init__(self) -> None:
         super().__init__("the link has already been used")
+
+
+class SignatureInvalid(CloseLoopError):
+    """A webhook delivery is not signed by the survey tool: nothing was parsed or written.
+
+    Raised by the :mod:`closeloop.sources` adapters when given the vendor's
+    secret: the signature header is missing, malformed or wrong, or its
+    timestamp is outside the allowed window. It is not an InvalidInput: the
+    sender is not trusted, so a webhook answers it with 401, not 400.
+
+    Attributes:
+        reason: what did not check out, in words (never the expected signature).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"webhook signature refused: {reason}")
 
 
 class StoreError(CloseLoopError):
