@@ -14,11 +14,20 @@ from urllib.parse import unquote
 import pytest
 
 from closeloop import Assigned, CloseLoop, DeliveryReport, InvalidInput, NotifierError
-from closeloop.notify import Notifier, SmtpNotifier
+from closeloop.notify import (
+    Customer,
+    Notifier,
+    RecipientUnknown,
+    ResponseFacts,
+    SmtpNotifier,
+    StaticUserDirectory,
+    Templates,
+    User,
+)
 from closeloop.notify.templates import one_line
 from closeloop.storage import MemoryStore
 from closeloop.testing import NotifierContract
-from closeloop.testing.notifier_contract import Delivered, make_message
+from closeloop.testing.notifier_contract import Delivered, make_content, make_message
 from smtp_server import HOST, SmtpServer, free_port, shipped_certificate
 
 SENDER = "Customer care <care@example.test>"
@@ -287,6 +296,12 @@ class TestAddressOf:
             notifier.send(make_message())
         assert server.received == []
 
+    def test_unknown_user_is_recipient_unknown(self, notifier: SmtpNotifier) -> None:
+        """An unknown user raises RecipientUnknown carrying the user id, so retries can stop."""
+        with pytest.raises(RecipientUnknown) as caught:
+            notifier.send(make_message(to="carol"))
+        assert caught.value.user_id == "carol"
+
     def test_display_name_addresses_are_accepted(self, server: SmtpServer) -> None:
         """An entry such as "Alice Doe <alice@example.test>" is used with its name."""
         notifier = smtp_notifier(
@@ -453,7 +468,10 @@ class TestConstructor:
             ({"sender": "a@example.test, b@example.test"}, "sender"),
             ({"sender": "care@example.test\r\nBcc: x@evil.test"}, "sender"),
             ({"address_of": 42}, "address_of"),
-            ({"address_of": None}, "address_of"),
+            ({"address_of": None}, "users"),
+            ({"users": StaticUserDirectory({})}, "users"),
+            ({"address_of": None, "users": {"alice": "a@example.test"}}, "users"),
+            ({"templates": "plain"}, "templates"),
             ({"username": "mailer"}, "password"),
             ({"password": "s3cret"}, "username"),
             ({"username": "", "password": "s3cret"}, "username"),
@@ -499,3 +517,59 @@ class TestConstructor:
         assert notifier.timeout == 10.0
         assert notifier.ssl_context is None
 
+
+
+class _Crm:
+    """A host's customer directory knowing one customer."""
+
+    def lookup(self, customer_id: str) -> Customer | None:
+        """Jürgen Weber for c-42, nobody else."""
+        return Customer(name="Jürgen Weber", phone="+49 30 1234") if customer_id == "c-42" else None
+
+
+class TestUserDirectory:
+    """SmtpNotifier(users=...): addresses, zones and locales from the host's user directory."""
+
+    USERS = StaticUserDirectory({
+        "alice": User(address="Alice Doe <alice@example.test>", time_zone="Europe/Berlin"),
+        "bob": User(address="bob@example.test", time_zone="America/New_York", locale="de"),
+        "nomail": User(display_name="No Mail"),
+    })
+
+    def test_address_comes_from_the_directory(self, server: SmtpServer) -> None:
+        """The envelope and To header use the User's address."""
+        notifier = smtp_notifier(server.port, address_of=None, users=self.USERS)
+        notifier.send(make_message())
+        (received,) = server.received
+        assert received.rcpt_tos == ["alice@example.test"]
+        assert received.parsed()["To"] == "Alice Doe <alice@example.test>"
+
+    @pytest.mark.parametrize("user", ["carol", "nomail"])
+    def test_user_unknown_or_without_address(self, server: SmtpServer, user: str) -> None:
+        """A user missing from the directory, or without address, is RecipientUnknown; nothing sent."""
+        notifier = smtp_notifier(server.port, address_of=None, users=self.USERS)
+        with pytest.raises(RecipientUnknown, match=repr(user)):
+            notifier.send(make_message(to=user))
+        assert server.received == []
+
+    def test_content_is_rendered_for_the_recipient(self, server: SmtpServer) -> None:
+        """With templates, a structured message is rendered at send: customer name, score, local time."""
+        notifier = smtp_notifier(server.port, address_of=None, users=self.USERS,
+                                 templates=Templates(customers=_Crm()))
+        content = make_content(response=ResponseFacts(id="r-1", score=3, comment="Slow delivery"))
+        notifier.send(make_message(content=content))
+        email = server.received[0].parsed()
+        text, html = text_of(email), html_of(email)
+        assert email["Subject"] == "Jürgen Weber · High priority · assigned to you by bob"
+        assert "Jürgen Weber" in text and "score 3 of 10" in text and "score 3 of 10" in html
+        # 09:00 UTC is 10:00 in Berlin in January.
+        assert "Wed 7 Jan 2026, 10:00 CET" in text
+        assert "> Slow delivery" in text
+
+    def test_message_text_is_kept_without_templates(self, server: SmtpServer) -> None:
+        """Without templates, the message's own subject and text are sent even when it has content."""
+        notifier = smtp_notifier(server.port, address_of=None, users=self.USERS)
+        notifier.send(make_message(content=make_content()))
+        email = server.received[0].parsed()
+        assert email["Subject"] == make_message().subject
+        assert text_of(email).strip() == make_message().text.strip()

@@ -27,7 +27,7 @@ from cattrs.v import format_exception, transform_error
 
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.model import EVENT_TYPES, Event, Priority, Status
-from closeloop.validate import aware_datetime, check_score
+from closeloop.validate import FrozenDict, aware_datetime, check_score, thaw
 
 __all__ = ["converter", "event_extra", "structure", "structure_event", "unstructure"]
 
@@ -86,6 +86,8 @@ converter.register_unstructure_hook(Status, lambda value: value.value)
 converter.register_unstructure_hook(Priority, lambda value: value.value)
 converter.register_structure_hook(Status, lambda value, _: Status.parse(value))
 converter.register_structure_hook(Priority, lambda value, _: Priority.parse(value))
+# Frozen answers go out as plain JSON data (dicts and lists).
+converter.register_unstructure_hook(FrozenDict, thaw)
 
 
 def _structure_event(value: Any, _: Any) -> Event:

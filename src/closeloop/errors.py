@@ -15,8 +15,10 @@ caller needs to react (``case_id``, ``field``, ``value`` …)::
      │    ├── TokenInvalid           tampered, wrong key or purpose, case reassigned (reason)
      │    ├── TokenExpired           older than max_age (expired_at)
      │    └── TokenUsed              the link has already changed the case once
+     ├── SignatureInvalid        a webhook's signature or timestamp does not check out (reason)
      ├── StoreError              the storage backend failed (the driver's error is chained)
      └── NotifierError           a notifier could not deliver a message
+          └── RecipientUnknown       no address for this user (user_id); retrying cannot help
 
 Adapters translate their driver's exceptions (sqlite3, psycopg, smtplib) into
 these, so a caller never has to import a driver to handle a failure.
@@ -35,6 +37,8 @@ __all__ = [
     "InvalidInput",
     "NothingToChange",
     "NotifierError",
+    "RecipientUnknown",
+    "SignatureInvalid",
     "StoreError",
     "TokenError",
     "TokenExpired",
@@ -176,6 +180,23 @@ class TokenUsed(TokenError):
         super().__init__("the link has already been used")
 
 
+class SignatureInvalid(CloseLoopError):
+    """A webhook delivery is not signed by the survey tool: nothing was parsed or written.
+
+    Raised by the :mod:`closeloop.sources` adapters when given the vendor's
+    secret: the signature header is missing, malformed or wrong, or its
+    timestamp is outside the allowed window. It is not an InvalidInput: the
+    sender is not trusted, so a webhook answers it with 401, not 400.
+
+    Attributes:
+        reason: what did not check out, in words (never the expected signature).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"webhook signature refused: {reason}")
+
+
 class StoreError(CloseLoopError):
     """The storage backend failed; the driver's exception is chained as ``__cause__``."""
 
@@ -191,3 +212,18 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 def _status_name(status: Any) -> str:
     return str(getattr(status, "display_name", status))
+
+
+class RecipientUnknown(NotifierError):
+    """The notifier has no usable address for the recipient; a retry cannot succeed.
+
+    An outbox can stop retrying such a notice (or route it elsewhere) instead of
+    backing off forever.
+
+    Attributes:
+        user_id: the recipient the notifier could not reach.
+    """
+
+    def __init__(self, user_id: str, reason: str = "is not known to the user directory") -> None:
+        self.user_id = user_id
+        super().__init__(f"recipient {user_id!r} {reason}")

@@ -19,11 +19,11 @@ from closeloop.errors import InvalidInput
 from closeloop.validate import (
     attrs_validator,
     aware_datetime,
-    check_answers,
-    check_comment,
     check_id,
     check_optional_id,
+    check_response_comment,
     check_score,
+    freeze_answers,
     optional_aware_datetime,
 )
 
@@ -106,8 +106,7 @@ def _bool(field_name: str, value: Any) -> None:
 
 
 def _frozen_answers(value: Any) -> Mapping[str, Any]:
-    check_answers("answers", value)
-    return dict(value)
+    return freeze_answers("answers", value)
 
 
 def _ids(field_name: str) -> Any:
@@ -133,8 +132,14 @@ class SurveyResponse:
         customer_id: who answered.
         score: NPS answer, an ``int`` 0–10, or ``None`` when skipped.
         contact_requested: the "please contact me" box.
-        comment: the free-text answer.
-        answers: any other answers, keyed by question (scalars or lists of scalars).
+        comment: the free-text answer, up to
+            :data:`~closeloop.validate.MAX_RESPONSE_COMMENT_LENGTH` (100,000) characters.
+        answers: any other answers, keyed by question: JSON-like values (strings,
+            numbers, booleans, ``None``, lists, mappings), nested at most
+            :data:`~closeloop.validate.MAX_ANSWER_DEPTH` levels and at most
+            :data:`~closeloop.validate.MAX_ANSWERS_SIZE` characters in all. They are
+            held read-only: mappings as :class:`~closeloop.validate.FrozenDict`
+            (equal to the dict given), lists as tuples.
         submitted_at: when the customer submitted it (aware); ``None`` means "now"
             on ingest.
     """
@@ -143,7 +148,7 @@ class SurveyResponse:
     customer_id: str = field(validator=attrs_validator(check_id))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
     contact_requested: bool = field(default=False, validator=attrs_validator(_bool))
-    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     answers: Mapping[str, Any] = field(factory=dict, converter=_frozen_answers)
     submitted_at: datetime | None = field(
         default=None, validator=attrs_validator(optional_aware_datetime)
@@ -199,7 +204,9 @@ class _EventBase:
     at: datetime = field(validator=attrs_validator(aware_datetime))
     #: Position in the case's history; equals the case version the event produced.
     seq: int = field()
-    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    # The response's own bound: an opened/attached event carries the survey comment.
+    # Agent comments are held to MAX_COMMENT_LENGTH by the facade before they get here.
+    comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     #: How the change was made when not through the app: ``"one-touch"``, ``"trigger"``.
     via: str | None = field(default=None)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from attrs import field, frozen
@@ -55,6 +55,7 @@ __all__ = [
     "PredicateLike",
     "ScoreMissing",
     "all_of",
+    "answer_at",
     "answer_equals",
     "answer_in",
     "any_of",
@@ -247,6 +248,50 @@ def _check_key(field_name: str, value: Any) -> None:
     check_id(field_name, value)
 
 
+def answer_at(answers: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """The answer at ``path``, or ``default`` when there is none.
+
+    The path syntax: a key that is in ``answers`` as it is wins (so an answer
+    named ``"plan.label"`` is found first); otherwise the path is split on ``.``
+    and each part looks up a key in a mapping, or, when it is all digits, an
+    index into a list (from 0). ``answer_at(a, "plan.label")`` is
+    ``a["plan"]["label"]``; ``answer_at(a, "choices.0.text")`` is
+    ``a["choices"][0]["text"]``.
+
+    Example::
+
+        >>> answer_at({"plan": {"label": "Business"}}, "plan.label")
+        'Business'
+    """
+    value = _lookup(answers, path)
+    return default if value is _MISSING else value
+
+
+def _lookup(answers: Mapping[str, Any], path: str) -> Any:
+    found = answers.get(path, _MISSING)
+    if found is not _MISSING or "." not in path:
+        return found
+    value: Any = answers
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list | tuple) and part.isascii() and part.isdigit():
+            index = int(part)
+            value = value[index] if index < len(value) else _MISSING
+        else:
+            return _MISSING
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def _answer_code(source: _Source, key: str) -> str:
+    """The expression for the answer at ``key`` (``None`` when missing) in compiled code."""
+    if "." not in key:
+        return f"r.answers.get({source.constant(key)})"
+    return f"{source.constant(answer_at)}(r.answers, {source.constant(key)})"
+
+
 def _answer_equals(answer: Any, value: Any) -> bool:
     # True == 1 in Python; an answer of True is not the number 1 here.
     if isinstance(value, bool) or isinstance(answer, bool):
@@ -266,7 +311,7 @@ class AnswerEquals(Predicate):
         return f"answer {self.key!r} is {self.value!r}"
 
     def explain(self, response: SurveyResponse) -> Explanation:
-        answer = response.answers.get(self.key, _MISSING)
+        answer = _lookup(response.answers, self.key)
         if answer is _MISSING:
             return Explanation(False, self.description, f"answer {self.key!r} is missing")
         if _answer_equals(answer, self.value):
@@ -275,12 +320,12 @@ class AnswerEquals(Predicate):
         return Explanation(False, self.description, why)
 
     def _emit(self, source: _Source) -> str:
-        key, value = source.constant(self.key), source.constant(self.value)
+        answer, value = _answer_code(source, self.key), source.constant(self.value)
         if isinstance(self.value, bool):
-            return f"(r.answers.get({key}) is {value})"
+            return f"({answer} is {value})"
         if isinstance(self.value, str):
-            return f"(r.answers.get({key}) == {value})"
-        return f"((_a := r.answers.get({key})).__class__ is not bool and _a == {value})"
+            return f"({answer} == {value})"
+        return f"((_a := {answer}).__class__ is not bool and _a == {value})"
 
 
 def _values(value: Any) -> tuple[str | int | float | bool, ...]:
@@ -324,7 +369,7 @@ class AnswerIn(Predicate):
         return f"answer {self.key!r} is one of {_listing(self.values)}"
 
     def explain(self, response: SurveyResponse) -> Explanation:
-        answer = response.answers.get(self.key, _MISSING)
+        answer = _lookup(response.answers, self.key)
         if answer is _MISSING:
             return Explanation(False, self.description, f"answer {self.key!r} is missing")
         if _member_test(self.values)(answer):
@@ -333,18 +378,18 @@ class AnswerIn(Predicate):
         return Explanation(False, self.description, why)
 
     def _emit(self, source: _Source) -> str:
-        key = source.constant(self.key)
+        answer = _answer_code(source, self.key)
         if all(isinstance(v, str) for v in self.values):
             strings = source.constant(frozenset(self.values))
             # A validated multi-choice answer holds only hashable scalars, and a set of
             # strings never equals a number or bool, so isdisjoint is the same test.
             sequences = source.constant((list, tuple))
             return (
-                f"(_a in {strings} if (_a := r.answers.get({key})).__class__ is str "
+                f"(_a in {strings} if (_a := {answer}).__class__ is str "
                 f"else _a.__class__ in {sequences} and not {strings}.isdisjoint(_a))"
             )
         member = source.constant(_member_test(self.values))
-        return f"{member}(r.answers.get({key}))"
+        return f"{member}({answer})"
 
 
 def _listing(values: Iterable[Any], last: str = ", ") -> str:
@@ -568,8 +613,10 @@ def score_missing() -> ScoreMissing:
 def answer_equals(key: str, value: str | int | float | bool) -> AnswerEquals:
     """Match responses whose answer to ``key`` is exactly ``value``.
 
-    ``True`` does not equal ``1`` here, and a multi-choice (list) answer never
-    equals a single value: use :func:`answer_in` for those.
+    ``key`` may be a path into a nested answer: ``answer_equals("plan.label",
+    "Business")`` (see :func:`answer_at` for the syntax). ``True`` does not equal
+    ``1`` here, and a multi-choice (list) answer never equals a single value: use
+    :func:`answer_in` for those.
     """
     return AnswerEquals(key, value)
 
@@ -578,6 +625,7 @@ def answer_in(key: str, values: Iterable[str | int | float | bool]) -> AnswerIn:
     """Match responses whose answer to ``key`` is one of ``values``.
 
     For a multi-choice answer (a list), it matches when any chosen item is listed.
+    ``key`` may be a path into a nested answer (see :func:`answer_at`).
 
     Example: ``answer_in("plan", ["business", "enterprise"])``.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -17,10 +17,15 @@ from closeloop.errors import InvalidInput
 
 __all__ = [
     "MAX_ANSWERS",
+    "MAX_ANSWERS_SIZE",
+    "MAX_ANSWER_DEPTH",
     "MAX_ANSWER_LENGTH",
+    "MAX_ANSWER_TEXT_LENGTH",
     "MAX_COMMENT_LENGTH",
     "MAX_COUNT",
     "MAX_ID_LENGTH",
+    "MAX_RESPONSE_COMMENT_LENGTH",
+    "FrozenDict",
     "aware_datetime",
     "check_answers",
     "check_bool",
@@ -32,7 +37,10 @@ __all__ = [
     "check_optional_version",
     "check_positive_int",
     "check_positive_timedelta",
+    "check_response_comment",
     "check_score",
+    "freeze_answers",
+    "thaw",
 ]
 
 #: Longest id (case, customer, response, user) accepted, in characters.
@@ -41,11 +49,21 @@ MAX_ID_LENGTH = 200
 MAX_COMMENT_LENGTH = 10_000
 #: Most answers one survey response may carry.
 MAX_ANSWERS = 500
-#: Longest answer value (as text) accepted, in characters.
+#: Longest answer value (as text) accepted, in characters (kept for compatibility:
+#: answers now take text up to :data:`MAX_ANSWER_TEXT_LENGTH`).
 MAX_ANSWER_LENGTH = 10_000
 #: Largest count (a limit, a batch size, a version) accepted: well inside every
 #: database's 64-bit integers, so a driver never overflows on one.
 MAX_COUNT = 1_000_000_000
+#: Longest survey-response comment accepted, in characters. Generous on purpose: a
+#: customer who writes a long letter must not make the webhook fail.
+MAX_RESPONSE_COMMENT_LENGTH = 100_000
+#: Longest text inside an answer (a free-text answer), in characters.
+MAX_ANSWER_TEXT_LENGTH = 100_000
+#: How deeply answers may nest: ``{"plan": {"label": "x"}}`` is 2 levels.
+MAX_ANSWER_DEPTH = 8
+#: Most characters all answers may hold together (keys, text, and one per other value).
+MAX_ANSWERS_SIZE = 1_000_000
 
 # C0 and C1 controls and the Unicode line/paragraph separators: none belongs in an
 # id, and each could break a mail header or a log line.
@@ -83,12 +101,16 @@ def check_optional_id(field: str, value: Any) -> str | None:
 
 def check_comment(field: str, value: Any) -> str | None:
     """Return a comment (``None`` or a string of at most :data:`MAX_COMMENT_LENGTH`)."""
+    return _comment(field, value, MAX_COMMENT_LENGTH)
+
+
+def _comment(field: str, value: Any, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(field, value, "must be a string or None")
-    if len(value) > MAX_COMMENT_LENGTH:
-        raise InvalidInput(field, value, f"must be at most {MAX_COMMENT_LENGTH} characters")
+    if len(value) > limit:
+        raise InvalidInput(field, value, f"must be at most {limit} characters")
     if "\x00" in value:
         raise InvalidInput(field, value, "must not contain NUL characters")
     _check_encodable(field, value)
@@ -173,40 +195,126 @@ def optional_aware_datetime(field: str, value: Any) -> datetime | None:
 
 
 def check_answers(field: str, value: Any) -> Mapping[str, Any]:
-    """Return a survey's answers: a mapping of string keys to JSON-like scalars or lists."""
+    """Return a survey's answers if valid: a mapping of string keys to JSON-like values.
+
+    Values are ``None``, booleans, finite numbers, strings, lists and mappings
+    with string keys, nested at most :data:`MAX_ANSWER_DEPTH` levels, each
+    container holding at most :data:`MAX_ANSWERS` items, all of it at most
+    :data:`MAX_ANSWERS_SIZE` characters. Errors name the path
+    (``answers['plan']['label']``).
+    """
+    freeze_answers(field, value)
+    answers: Mapping[str, Any] = value
+    return answers
+
+
+def freeze_answers(field: str, value: Any) -> FrozenDict:
+    """Validate answers (see :func:`check_answers`) and return them read-only.
+
+    Mappings become :class:`FrozenDict` and lists become tuples, so a frozen
+    SurveyResponse cannot be changed through its answers.
+    """
     if not isinstance(value, Mapping):
         raise InvalidInput(field, value, "must be a mapping of question to answer")
-    if len(value) > MAX_ANSWERS:
-        raise InvalidInput(field, len(value), f"must hold at most {MAX_ANSWERS} answers")
-    for key, answer in value.items():
-        check_id(f"{field} key", key)
-        _check_answer(f"{field}[{key!r}]", answer)
-    return value
+    budget = [MAX_ANSWERS_SIZE]
+    frozen = _freeze(field, value, 1, budget)
+    assert isinstance(frozen, FrozenDict)
+    return frozen
 
 
-def _check_answer(field: str, value: Any) -> None:
+def _spend(field: str, budget: list[int], amount: int) -> None:
+    budget[0] -= amount
+    if budget[0] < 0:
+        raise InvalidInput(field, "…", f"answers must total at most {MAX_ANSWERS_SIZE} characters")
+
+
+def _freeze(field: str, value: Any, depth: int, budget: list[int]) -> Any:
+    # Iterative depth is bounded by MAX_ANSWER_DEPTH, so recursion cannot run away.
     if value is None or isinstance(value, bool | int):
-        return
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+            raise InvalidInput(field, value, "must fit in 64 bits")
+        _spend(field, budget, 1)
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(field, value, "must be a finite number")
-        return
+        _spend(field, budget, 1)
+        return value
     if isinstance(value, str):
-        if len(value) > MAX_ANSWER_LENGTH:
-            raise InvalidInput(field, value, f"must be at most {MAX_ANSWER_LENGTH} characters")
+        if len(value) > MAX_ANSWER_TEXT_LENGTH:
+            raise InvalidInput(field, value, f"must be at most {MAX_ANSWER_TEXT_LENGTH} characters")
         if "\x00" in value:
             raise InvalidInput(field, value, "must not contain NUL characters")
         _check_encodable(field, value)
-        return
-    if isinstance(value, list | tuple):
+        _spend(field, budget, max(1, len(value)))
+        return value
+    if isinstance(value, Mapping | list | tuple):
+        if depth > MAX_ANSWER_DEPTH:
+            raise InvalidInput(field, depth, f"answers may nest at most {MAX_ANSWER_DEPTH} levels deep")
         if len(value) > MAX_ANSWERS:
             raise InvalidInput(field, len(value), f"must hold at most {MAX_ANSWERS} items")
-        for index, item in enumerate(value):
-            if isinstance(item, list | tuple | Mapping):
-                raise InvalidInput(f"{field}[{index}]", item, "must be a scalar")
-            _check_answer(f"{field}[{index}]", item)
-        return
-    raise InvalidInput(field, value, "must be a string, number, boolean, None or list of those")
+        if isinstance(value, Mapping):
+            items: dict[str, Any] = {}
+            for key, item in value.items():
+                check_id(f"{field} key", key)
+                _spend(field, budget, len(key))
+                items[key] = _freeze(f"{field}[{key!r}]", item, depth + 1, budget)
+            return FrozenDict(items)
+        return tuple(
+            _freeze(f"{field}[{index}]", item, depth + 1, budget) for index, item in enumerate(value)
+        )
+    raise InvalidInput(
+        field, value, "must be a string, number, boolean, None, list or mapping of those"
+    )
+
+
+class FrozenDict(Mapping[str, Any]):
+    """A read-only, hashable mapping: how a SurveyResponse holds its (nested) answers.
+
+    It compares equal to a ``dict`` with the same items; :func:`thaw` turns it
+    (and the tuples inside) back into plain dicts and lists for JSON.
+    """
+
+    __slots__ = ("_items",)
+    _items: dict[str, Any]
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_items", dict(items or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenDict is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (self._items,))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def thaw(value: Any) -> Any:
+    """Plain JSON data from frozen answers: FrozenDicts to dicts, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
+def check_response_comment(field: str, value: Any) -> str | None:
+    """Like :func:`check_comment`, but up to :data:`MAX_RESPONSE_COMMENT_LENGTH` characters."""
+    return _comment(field, value, MAX_RESPONSE_COMMENT_LENGTH)
 
 
 def attrs_validator(check: Callable[[str, Any], object]) -> Callable[[Any, Any, Any], None]:

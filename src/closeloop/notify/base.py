@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 from attrs import frozen
 
 from closeloop.model import Notice
+from closeloop.notify.content import Links, NoticeContent
 
 __all__ = ["Message", "Notifier"]
 
@@ -23,7 +24,13 @@ class Message:
         case_id: the case the message is about.
         kind: ``"assigned"``, ``"escalated"``, …
         notice_id: the outbox entry it comes from; the same id on every retry, so a
-            notifier can de-duplicate (for SMTP it becomes the Message-ID).
+            notifier can de-duplicate (for SMTP it becomes the Message-ID, for a
+            webhook the ``webhook-id``).
+        content: what the notice is about, as data (case fields, actor, note,
+            response, links), when the notice was written from structured facts;
+            ``None`` for a message that has only its text. A notifier given
+            templates renders its own text from it, in the recipient's language
+            and time zone.
     """
 
     to: str
@@ -33,6 +40,26 @@ class Message:
     case_id: str
     kind: str
     notice_id: str
+    content: NoticeContent | None = None
+
+    @property
+    def links(self) -> Links:
+        """The notice's links (one-touch Change, the app's case page); empty without content."""
+        return self.content.links if self.content is not None else Links()
+
+    @classmethod
+    def from_content(
+        cls, content: NoticeContent, *, to: str, notice_id: str, subject: str, text: str,
+        html: str,
+    ) -> Message:
+        """A message carrying ``content`` and the text already rendered from it.
+
+        Use :meth:`closeloop.notify.Templates.message` to render and build in one step.
+        """
+        return cls(
+            to=to, subject=subject, text=text, html=html, case_id=content.case.id,
+            kind=content.kind, notice_id=notice_id, content=content,
+        )
 
     @classmethod
     def from_notice(cls, notice: Notice) -> Message:
@@ -57,11 +84,13 @@ class Notifier(Protocol):
     retries it later, so a notifier needs no retry logic of its own. It is never
     called inside a store transaction, so a slow mail server never holds a lock.
 
-    Example, a notifier that posts to a chat webhook::
+    Example, a notifier that posts to a chat webhook (closeloop ships a complete
+    one, :class:`~closeloop.notify.WebhookNotifier`)::
 
         class ChatNotifier:
             def send(self, message: Message) -> None:
-                requests.post(WEBHOOK, json={"text": f"{message.subject}"}, timeout=5)
+                link = message.links.change or message.links.case_page
+                httpx.post(WEBHOOK, json={"text": f"{message.subject} {link or ''}"}, timeout=5)
     """
 
     def send(self, message: Message) -> None:

@@ -7,27 +7,26 @@ import math
 import re
 import smtplib
 import ssl
-from collections.abc import Callable, Mapping
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, getaddresses
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import quote
 
-from closeloop.errors import InvalidInput, NotifierError
+from closeloop.errors import InvalidInput, NotifierError, RecipientUnknown
 from closeloop.notify.base import Message
+from closeloop.notify.directory import AddressBook, AddressBookDirectory, User, UserDirectory
+
+if TYPE_CHECKING:
+    from closeloop.notify.templates import Templates
 
 __all__ = ["AddressBook", "Security", "SmtpNotifier"]
 
 #: How the connection is protected: ``"none"`` (plain text), ``"starttls"`` (upgrade a
 #: plain connection, usually port 587) or ``"ssl"`` (TLS from the start, usually port 465).
 Security: TypeAlias = Literal["none", "starttls", "ssl"]
-
-#: Maps a closeloop user id to an email address: a mapping, or a callable that
-#: returns ``None`` for a user it does not know.
-AddressBook: TypeAlias = Mapping[str, str] | Callable[[str], str | None]
 
 _SECURITIES = ("none", "starttls", "ssl")
 
@@ -65,7 +64,9 @@ class SmtpNotifier:
     Any failure (connection refused, timeout, TLS or login failure, a refused
     recipient) is raised as :class:`~closeloop.errors.NotifierError` with the
     original exception chained as ``__cause__``; the notice then stays in the
-    outbox for a retry. A user with no address is a NotifierError too. A message
+    outbox for a retry. A user the directory does not know, or who has no usable
+    address, is :class:`~closeloop.errors.RecipientUnknown` (a NotifierError that
+    a retry cannot fix). A message
     that could never be sent safely (a line break or other control character in
     its subject) is refused with :class:`~closeloop.errors.InvalidInput` before any
     connection is made; closeloop's templates never produce one.
@@ -75,9 +76,15 @@ class SmtpNotifier:
         port: its port: usually 25 (relay), 587 (``"starttls"``), 465 (``"ssl"``).
         sender: the From address, ``"noreply@example.com"`` or
             ``"Customer care <noreply@example.com>"``.
-        address_of: maps a closeloop user id (``Message.to``) to an email address:
-            a mapping (read at each send, so later changes apply), or a callable
-            returning ``None`` for an unknown user.
+        users: the user directory that gives each recipient (``Message.to``) an
+            address, and with ``templates`` a time zone and locale. Give either
+            this or ``address_of``.
+        address_of: the older form of ``users``: maps a user id to an email
+            address, a mapping (read at each send, so later changes apply) or a
+            callable returning ``None`` for an unknown user.
+        templates: when given, a message carrying ``content`` is rendered at send
+            time for its recipient (their language and time zone) instead of
+            using the message's own subject and bodies.
         security: ``"none"``, ``"starttls"`` or ``"ssl"``. With ``"starttls"`` a
             server that does not offer STARTTLS is an error, never a fallback to
             plain text.
@@ -98,7 +105,8 @@ class SmtpNotifier:
         notifier = SmtpNotifier(
             "smtp.example.com", 587,
             sender="Customer care <care@example.com>",
-            address_of={"alice": "alice@example.com", "bob": "bob@example.com"},
+            users=StaticUserDirectory({"alice": User(address="alice@example.com",
+                                                     time_zone="Europe/Berlin")}),
             security="starttls", username="closeloop", password=os.environ["SMTP_PASSWORD"],
         )
         loop = CloseLoop(store=SQLiteStore("closeloop.db"), notifier=notifier)
@@ -111,7 +119,9 @@ class SmtpNotifier:
         port: int = 25,
         *,
         sender: str,
-        address_of: AddressBook,
+        users: UserDirectory | None = None,
+        address_of: AddressBook | None = None,
+        templates: Templates | None = None,
         security: Security = "none",
         username: str | None = None,
         password: str | None = None,
@@ -122,11 +132,19 @@ class SmtpNotifier:
         self.host = _check_hostname("host", host)
         self.port = _check_port(port)
         self.sender = _mailbox("sender", sender)
-        if not isinstance(address_of, Mapping) and not callable(address_of):
+        if (users is None) == (address_of is None):
             raise InvalidInput(
-                "address_of", address_of, "must be a mapping or a callable from user id to address"
+                "users", users, "give exactly one of users= (a UserDirectory) and address_of="
             )
+        if users is not None and not callable(getattr(users, "lookup", None)):
+            raise InvalidInput("users", users, "must have a lookup(user_id) method")
         self.address_of = address_of
+        self.users: UserDirectory = (
+            AddressBookDirectory(address_of) if address_of is not None else users  # type: ignore[assignment]
+        )
+        if templates is not None and not callable(getattr(templates, "render", None)):
+            raise InvalidInput("templates", templates, "must be a closeloop.notify.Templates")
+        self.templates = templates
         if security not in _SECURITIES:
             raise InvalidInput("security", security, f"must be one of {', '.join(_SECURITIES)}")
         self.security: Security = security
@@ -160,8 +178,10 @@ class SmtpNotifier:
         Raises:
             InvalidInput: the message's subject is not one line of text (nothing is
                 sent).
-            NotifierError: the user has no usable address, or the SMTP server could
-                not be reached or refused the email; the cause is chained.
+            RecipientUnknown: the directory does not know the user, or their
+                address is not usable.
+            NotifierError: the SMTP server could not be reached or refused the
+                email; the cause is chained.
         """
         email, recipient = self._compose(message)
         try:
@@ -196,7 +216,7 @@ class SmtpNotifier:
 
         Raises:
             InvalidInput: the message's subject is not one line of text.
-            NotifierError: user ``message.to`` has no usable address.
+            RecipientUnknown: user ``message.to`` has no usable address.
         """
         return self._compose(message)[0]
 
@@ -211,36 +231,38 @@ class SmtpNotifier:
         for field in ("case_id", "notice_id", "text", "html"):
             if not isinstance(getattr(message, field), str):
                 raise InvalidInput(f"message.{field}", getattr(message, field), "must be a string")
-        recipient = self._address_for(message.to)
+        user, recipient = self._recipient(message.to)
+        if self.templates is not None and message.content is not None:
+            rendered = self.templates.render(message.content, user, recipient_id=message.to)
+            subject, text, html = rendered.subject, rendered.text, rendered.html
+        else:
+            subject, text, html = message.subject, message.text, message.html
         email = EmailMessage(policy=SMTP)
         try:
             # The SMTP policy refuses a header value with a line break too: a
             # second line of defence behind the check above.
             email["From"] = self.sender
             email["To"] = recipient
-            email["Subject"] = message.subject
+            email["Subject"] = subject
             email["Date"] = formatdate(usegmt=True)
             email["Message-ID"] = _message_id(message.notice_id)
             email["X-Closeloop-Case"] = quote(message.case_id, safe="")
             # RFC 3834: tells vacation responders not to answer a notification.
             email["Auto-Submitted"] = "auto-generated"
-            email.set_content(message.text)
-            email.add_alternative(message.html, subtype="html")
+            email.set_content(text)
+            email.add_alternative(html, subtype="html")
         except (ValueError, TypeError) as exc:
             raise InvalidInput("message", message, f"cannot be made into an email: {exc}") from exc
         return email, recipient
 
-    def _address_for(self, user_id: str) -> Address:
-        address_of = self.address_of
-        found = address_of.get(user_id) if isinstance(address_of, Mapping) else address_of(user_id)
-        if found is None or found == "":
-            raise NotifierError(f"no email address for user {user_id!r}")
+    def _recipient(self, user_id: str) -> tuple[User, Address]:
+        user = self.users.lookup(user_id)
+        if not isinstance(user, User) or not user.address:
+            raise RecipientUnknown(user_id, "has no email address in the user directory")
         try:
-            return _mailbox("address", found)
+            return user, _mailbox("address", user.address)
         except InvalidInput as exc:
-            raise NotifierError(
-                f"the email address of user {user_id!r} is not usable: {exc}"
-            ) from exc
+            raise RecipientUnknown(user_id, f"has an email address that is not usable: {exc}") from exc
 
     def _connect(self) -> smtplib.SMTP:
         smtp: smtplib.SMTP

@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from closeloop.notify.base import Message, Notifier
+from closeloop.notify.content import CaseFacts, Links, Note, NoticeContent
 
-__all__ = ["Delivered", "NotifierContract", "make_message"]
+__all__ = ["Delivered", "NotifierContract", "make_content", "make_message"]
 
 #: What arrived at the far end, as ``(recipient user id, subject, text)`` triples.
 Delivered = Callable[[], list[tuple[str, str, str]]]
 
 
-def make_message(**changes: str) -> Message:
+def make_content(**changes: Any) -> NoticeContent:
+    """A valid ``assigned`` notice content for case ``case-1``, with any fields overridden."""
+    at = datetime(2026, 1, 7, 9, 0, tzinfo=UTC)
+    fields: dict[str, Any] = {
+        "kind": "assigned",
+        "case": CaseFacts(id="case-1", customer_id="c-42", status="open", opened_at=at,
+                          priority="high", reasons=("detractor",)),
+        "actor": "bob",
+        "created_at": at,
+        "note": Note(text="Please call them today", by="bob"),
+        "links": Links(change="https://crm.example.test/one-touch?token=t",
+                       case_page="https://crm.example.test/cases/case-1"),
+    }
+    fields.update(changes)
+    return NoticeContent(**fields)
+
+
+def make_message(**changes: Any) -> Message:
     """A valid message, with any fields overridden."""
-    fields = {
+    fields: dict[str, Any] = {
         "to": "alice",
         "subject": "Case case-1 for customer c-42 assigned to you",
         "text": "bob assigned you a case for customer c-42.\n",
@@ -74,3 +94,11 @@ class NotifierContract:
         assert [subject for _, subject, _ in delivered()] == [
             "message 0", "message 1", "message 2",
         ]
+
+    def test_delivers_a_message_with_structured_content(
+        self, notifier: Notifier, delivered: Delivered
+    ) -> None:
+        """A message carrying NoticeContent (links, case fields) arrives like any other."""
+        message = make_message(content=make_content(), notice_id="n-content")
+        notifier.send(message)
+        assert [to for to, _, _ in delivered()] == ["alice"]
