@@ -43,8 +43,9 @@ class Response:
 
 def call(app: OneTouchPages, method: str = "GET", *, query: str = "", form: dict[str, str] | None = None,
          body: bytes | None = None, content_type: str = "application/x-www-form-urlencoded",
-         path: str = "", content_length: str | None = None) -> Response:
-    """Call the app with a hand-built environ, mounted at /one-touch."""
+         path: str = "", content_length: str | None = None,
+         headers: dict[str, str] | None = None) -> Response:
+    """Call the app with a hand-built environ, mounted at /one-touch (``headers``: extra environ keys)."""
     if form is not None:
         body = urlencode(form).encode("ascii")
     environ: dict[str, Any] = {
@@ -56,6 +57,7 @@ def call(app: OneTouchPages, method: str = "GET", *, query: str = "", form: dict
         environ["CONTENT_LENGTH"] = str(len(body))
     if content_length is not None:
         environ["CONTENT_LENGTH"] = content_length
+    environ.update(headers or {})
     setup_testing_defaults(environ)
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
@@ -134,6 +136,14 @@ def confirmation_of(page: Response) -> str:
     match = re.search(r"name='confirmation' value='([^']+)'", page.text)
     assert match, page.text
     return match.group(1)
+
+
+def follow(app: OneTouchPages, page: Response) -> Response:
+    """GET the page a 303 redirect points to (a path and query under /one-touch)."""
+    assert page.status == 303, page.text
+    location = urlsplit(page.headers["location"])
+    assert location.path == "/one-touch" and not location.netloc
+    return call(app, query=location.query)
 
 
 def assert_safe_headers(page: Response) -> None:
@@ -255,9 +265,11 @@ class TestDonePage:
 
     def test_confirm_changes_the_case_once(self, app: OneTouchPages, loop: CloseLoop, case: Case,
                                            token: str) -> None:
-        """200 done page; the case is Closed by alice via one-touch; the comment is stored as typed."""
+        """303 to the done page; the case is Closed by alice via one-touch; the comment as typed."""
         confirmation = confirmation_of(prepare(app, token, comment="Refunded\r\nline two"))
-        page = call(app, "POST", form={"action": "confirm", "confirmation": confirmation})
+        redirect = call(app, "POST", form={"action": "confirm", "confirmation": confirmation})
+        assert_safe_headers(redirect)
+        page = follow(app, redirect)
         assert page.status == 200
         assert_safe_headers(page)
         assert "<h1>Done</h1>" in page.text and "is now <strong>Closed</strong>" in page.text
@@ -381,7 +393,7 @@ class TestRefusals:
         confirmation = confirmation_of(page)
         body = urlencode({"action": "confirm", "confirmation": confirmation}).encode()
         assert len(body) <= MAX_BODY_BYTES
-        assert call(app, "POST", body=body).status == 200
+        assert call(app, "POST", body=body).status == 303
 
     def test_store_outage(self, outbox: MemoryNotifier, clock: FixedClock) -> None:
         """503 "try again", never a traceback, when the store fails."""

@@ -317,7 +317,7 @@ class TestDueDates:
     """Overdue open cases, and the share of closed cases that met their due date."""
 
     def test_overdue_and_sla(self, loop: CloseLoop, clock: FixedClock) -> None:
-        """Overdue: due at or before now and not Closed (as escalation counts it). SLA: 2 of 3 dated closes on time; undated ones left out."""
+        """Overdue: due at or before now, not Closed. SLA: 2 of 3 dated closes on time."""
         due = T0 + H
         loop.open_case("c-1", by="agent", due_at=due)  # overdue
         overdue_progress = loop.open_case("c-2", by="agent", due_at=due)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from closeloop import InvalidInput, NotifierError
-from closeloop.notify import Links, Notifier, NoticeContent, WebhookNotifier
+from closeloop.notify import Links, NoticeContent, Notifier, WebhookNotifier
 from closeloop.testing import NotifierContract
 from closeloop.testing.notifier_contract import Delivered, make_content, make_message
 

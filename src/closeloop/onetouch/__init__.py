@@ -11,11 +11,13 @@ when the case is reassigned, and can never reassign it.
 - :class:`OneTouchService`: the protocol, as ``loop.one_touch``: ``link``,
   ``open`` → :class:`LinkView`, ``prepare`` → :class:`PendingChange`, ``confirm``.
 - :func:`wsgi_app`: the pages, as a standard-library WSGI app.
+- :func:`redact_tokens`: WSGI middleware that keeps tokens out of access logs.
 
 See docs/one-touch.md for mounting the pages in Flask, Django or FastAPI.
 """
 
 from closeloop.onetouch.pages import OneTouchPages, wsgi_app
+from closeloop.onetouch.redact import TokenRedactingMiddleware, redact_tokens
 from closeloop.onetouch.service import VIA, LinkView, OneTouchService, PendingChange
 from closeloop.onetouch.tokens import OneTouch
 
@@ -26,5 +28,7 @@ __all__ = [
     "OneTouchPages",
     "OneTouchService",
     "PendingChange",
+    "TokenRedactingMiddleware",
+    "redact_tokens",
     "wsgi_app",
 ]

@@ -7,13 +7,18 @@ standard library only, so any WSGI server or framework can host it.
   changes nothing, so a mail scanner that follows the link does no harm.
 - ``POST action=prepare``: the confirm page ("Change case … from Open to
   Closed with comment …?"), carrying the confirmation token.
-- ``POST action=confirm``: makes the change; the done page.
+- ``POST action=confirm``: makes the change, then ``303 See Other`` to
+  ``GET ?done=<receipt>``, the done page, so that Back or reload never posts
+  the confirmation again. A receipt says what was done and authorises nothing.
 - ``POST action=cancel``: back to the update page, with the choice kept.
 
 Tokens travel in the link's query and then only in hidden POST fields, never
 in a page's links or form actions. Every response is ``no-store``, sends no
 referrer, and has a Content-Security-Policy that allows no script at all and
-only this page's own stylesheet.
+only this page's own stylesheet. A POST that the browser marks as cross-site
+(``Sec-Fetch-Site``) or whose ``Origin`` is another site is refused with 403
+before its form is read; requests without those headers (older browsers,
+scripts) are served, since the tokens are what authorises a change.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from attrs import frozen
 
@@ -39,7 +44,7 @@ from closeloop.errors import (
     TokenUsed,
     TransitionNotAllowed,
 )
-from closeloop.model import Case
+from closeloop.onetouch.redact import TOKEN_ENVIRON_KEY
 from closeloop.onetouch.service import LinkView, OneTouchService
 from closeloop.validate import MAX_COMMENT_LENGTH
 
@@ -92,12 +97,16 @@ SECURITY_HEADERS: Sequence[tuple[str, str]] = (
 )
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+    200: "OK", 303: "See Other", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed",
     409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type",
     422: "Unprocessable Content", 503: "Service Unavailable",
 }
 _ACTIONS = ("prepare", "confirm", "cancel")
 _FIELDS = ("action", "token", "confirmation", "status", "comment")
+#: ``Sec-Fetch-Site`` values a POST may carry: from this page, or typed by the user.
+#: ``same-site`` is refused too: a sibling subdomain is another application.
+_FETCH_SITES_ALLOWED = ("same-origin", "none")
 
 
 @frozen
@@ -153,6 +162,12 @@ class OneTouchPages:
 
     def __init__(self, service: OneTouchService) -> None:
         self.service = service
+        base = urlsplit(service.config.base_url)
+        default_port = {"http": 80, "https": 443}[base.scheme]
+        port = "" if base.port in (None, default_port) else f":{base.port}"
+        host = base.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        self._base_origin = f"{base.scheme}://{host}{port}".lower()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request."""
@@ -172,8 +187,16 @@ class OneTouchPages:
         try:
             if method in ("GET", "HEAD"):
                 query = _parse(environ.get("QUERY_STRING", ""))
-                return self._update(query.get("token", ""), action_path)
+                if "done" in query and "token" not in query:
+                    return self._done(query["done"])
+                # TokenRedactingMiddleware has taken the token out of the query (and logs).
+                token = environ.get(TOKEN_ENVIRON_KEY, query.get("token", ""))
+                return self._update(token if isinstance(token, str) else "", action_path)
             if method == "POST":
+                if self._cross_site(environ):
+                    return _message(403, "Request refused",
+                                    "This form was sent from another site. Nothing was changed. "
+                                    "Open the link from your email again.")
                 return self._post(_read_form(environ), action_path)
         except BadRequest as exc:
             return _message(exc.status, "Bad request", str(exc))
@@ -191,7 +214,7 @@ class OneTouchPages:
         if action not in _ACTIONS:
             raise BadRequest(400, "The form was not understood.")
         if action == "confirm":
-            return self._confirm(form.get("confirmation", ""))
+            return self._confirm(form.get("confirmation", ""), action_path)
         status, comment = form.get("status", ""), form.get("comment", "").replace("\r\n", "\n")
         if action == "cancel":
             return self._update(form.get("token", ""), action_path, status=status, comment=comment)
@@ -202,7 +225,7 @@ class OneTouchPages:
         try:
             view = self.service.open(token)
         except (TokenInvalid, TokenExpired, TokenUsed) as exc:
-            return _refusal(exc)
+            return _refusal(exc, case_link=self._case_link_of(token))
         body = _update_body(view, token, action_path, status, comment, error)
         return Page(200 if error is None else 422, _document(f"Update case {view.case.id}", body))
 
@@ -210,7 +233,7 @@ class OneTouchPages:
         try:
             pending = self.service.prepare(token, status=status, comment=comment)
         except (TokenInvalid, TokenExpired, TokenUsed) as exc:
-            return _refusal(exc)
+            return _refusal(exc, case_link=self._case_link_of(token))
         except CommentRequired:
             error = "Please write a comment: it goes into the case history."
         except TransitionNotAllowed:
@@ -240,16 +263,50 @@ class OneTouchPages:
             return Page(200, _document("Confirm the change", body))
         return self._update(token, action_path, status=status, comment=comment, error=error)
 
-    def _confirm(self, confirmation: str) -> Page:
+    def _confirm(self, confirmation: str, action_path: str) -> Page:
         try:
             case = self.service.confirm(confirmation)
         except (TokenInvalid, TokenExpired, TokenUsed) as exc:
-            return _refusal(exc, confirmation=True)
-        except ConcurrentUpdate:
+            return _refusal(exc, confirmation=True, case_link=self._case_link_of(confirmation))
+        except ConcurrentUpdate as exc:
             return _message(409, "The case has changed",
                             "Someone changed the case while you were deciding, so nothing was "
-                            "changed. Open the link from your email again to see it as it is now.")
-        return Page(200, _document("Done", _done_body(case)))
+                            "changed. Open the link from your email again to see it as it is now.",
+                            self.service.case_link(exc.case_id))
+        # Post/Redirect/Get: Back or reload on the done page repeats a harmless GET.
+        location = f"{action_path}?done={self.service.receipt(case)}"
+        body = _document("Done", f"<p><a href='{_e(location)}'>See what was done</a>.</p>")
+        return Page(303, body, (("Location", location),))
+
+    def _done(self, receipt: str) -> Page:
+        try:
+            done = self.service.done(receipt)
+        except TokenInvalid as exc:
+            return _refusal(exc)
+        body = (
+            f"<p>Case <strong>#{_e(done.case_id)}</strong> is now "
+            f"<strong>{_e(done.status.display_name)}</strong> "
+            f"(changed {_e(_when(done.at))}). Your comment is in its history.</p>"
+            "<p>This link has now been used. For any further change, "
+            f"{_app_link(self.service.case_link(done.case_id))}.</p>"
+        )
+        return Page(200, _document("Done", body))
+
+    def _case_link_of(self, token: str) -> str | None:
+        case_id = self.service.case_id_of(token)
+        return None if case_id is None else self.service.case_link(case_id)
+
+    def _cross_site(self, environ: WSGIEnvironment) -> bool:
+        """Whether the browser says this POST comes from another site (defence in depth)."""
+        fetch_site = environ.get("HTTP_SEC_FETCH_SITE")
+        if fetch_site is not None:
+            return fetch_site.strip().lower() not in _FETCH_SITES_ALLOWED
+        origin = environ.get("HTTP_ORIGIN")
+        # "null" is what a browser sends for a page with Referrer-Policy: no-referrer,
+        # as these pages have: it says nothing, so it is not held against the request.
+        if origin is None or origin.strip().lower() == "null":
+            return False
+        return origin.strip().lower() not in (self._base_origin, _request_origin(environ))
 
 
 # -- page bodies --------------------------------------------------------------------
@@ -296,32 +353,45 @@ def _update_body(view: LinkView, token: str, action_path: str, status: str, comm
     )
 
 
-def _done_body(case: Case) -> str:
-    return (
-        f"<p>Case <strong>#{_e(case.id)}</strong> is now "
-        f"<strong>{_e(case.status.display_name)}</strong>. "
-        "Your comment is in its history.</p>"
-        "<p>This link has now been used. For any further change, use the app.</p>"
-    )
+def _app_link(case_link: str | None) -> str:
+    """"use the app", as a link to the case's page in the app when the loop has ``case_url``."""
+    if case_link is None:
+        return "use the app"
+    return f"<a href='{_e(case_link)}'>open the case in the app</a>"
 
 
-def _refusal(exc: TokenInvalid | TokenExpired | TokenUsed, *, confirmation: bool = False) -> Page:
+def _refusal(exc: TokenInvalid | TokenExpired | TokenUsed, *, confirmation: bool = False,
+             case_link: str | None = None) -> Page:
     if isinstance(exc, TokenUsed):
         return _message(409, "This link has already been used",
                         "The case was already changed through this link. A link changes a case "
-                        "only once; for any further change, use the app.")
+                        "only once; for any further change, use the app.", case_link)
     if isinstance(exc, TokenExpired):
         what = "confirmation" if confirmation else "link"
         return _message(410, f"This {what} has expired",
                         f"It stopped working at {_when(exc.expired_at)}. "
                         + ("Open the link from your email again, if it still works, "
-                           "or use the app." if confirmation else "Use the app to update the case."))
+                           "or use the app." if confirmation else "Use the app to update the case."),
+                        case_link)
     return _message(400, "This link is not valid",
-                    f"Sorry: {exc.reason}. Use the app to update the case.")
+                    f"Sorry: {exc.reason}. Use the app to update the case.", case_link)
 
 
-def _message(status: int, title: str, text: str) -> Page:
-    return Page(status, _document(title, f"<p>{_e(text)}</p>"))
+def _message(status: int, title: str, text: str, case_link: str | None = None) -> Page:
+    link = "" if case_link is None else (
+        f"<p><a href='{_e(case_link)}'>Open the case in the app</a></p>")
+    return Page(status, _document(title, f"<p>{_e(text)}</p>{link}"))
+
+
+def _request_origin(environ: WSGIEnvironment) -> str:
+    """The origin this request was sent to, as the server saw it (scheme://host[:port])."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    if not environ.get("HTTP_HOST"):
+        port = environ.get("SERVER_PORT", "")
+        if port and port != {"http": "80", "https": "443"}.get(scheme):
+            host = f"{host}:{port}"
+    return f"{scheme}://{host}".lower()
 
 
 def _document(title: str, body: str) -> str:

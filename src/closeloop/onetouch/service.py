@@ -13,13 +13,15 @@ The rules, in the order they are checked for a link:
 4. the case exists and is still assigned to the person the link was sent to
    (else TokenInvalid, "the case was reassigned").
 
-A confirmation is checked the same way, and is also at most
-``confirm_max_age`` old. If the case's *status* changed between prepare and
-confirm, confirm raises :class:`~closeloop.errors.ConcurrentUpdate` and leaves
-the link unused: the assignee confirmed "from Progress to Closed" and should
-see the case as it now is before deciding again. Other changes in between (a
-comment, a new due date) do not matter; a version clash with one of them is
-retried.
+A confirmation is checked the same way, in the same order (a used *and*
+expired confirmation is TokenUsed), and is also at most ``confirm_max_age``
+old. It is bound to the case version it was prepared against: if anything but
+a comment or an attached survey response happened to the case since then (a
+status change, even one that came back, Progress → Open → Progress; an
+assignment, even back to the same person; an escalation), confirm raises
+:class:`~closeloop.errors.ConcurrentUpdate` and leaves the link unused. The
+assignee confirmed what they saw and should see the case as it now is before
+deciding again. A version clash with a comment is retried.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Status
-from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch
+from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch, Receipt
 from closeloop.service import CaseService
 from closeloop.validate import check_comment
 from closeloop.workflow import TRANSITIONS, CommentPolicy, allowed_targets, check_transition
@@ -52,6 +54,10 @@ HISTORY_SHOWN = 5
 _COMMENT_ALWAYS = CommentPolicy.for_events(TRANSITIONS.values())
 #: How often confirm re-reads the case after losing a version race to an unrelated change.
 _ATTEMPTS = 3
+#: Event kinds that may happen between prepare and confirm without refusing the
+#: confirmation: they add to the case's history but change nothing the assignee decided on.
+#: Every other kind (present or future) refuses it.
+HARMLESS_KINDS = frozenset({"commented", "response_attached"})
 
 
 @frozen
@@ -199,13 +205,11 @@ class OneTouchService:
         claims = self.config.read_confirmation(confirmation_token)
         confirm_by = claims.prepared_at + self.config.confirm_max_age
         expires_at = min(confirm_by, self._link_expiry(claims.link))
-        if self._service.now() > expires_at:
-            raise TokenExpired(expires_at, "confirmation" if expires_at == confirm_by else "link")
+        what = "confirmation" if expires_at == confirm_by else "link"
         link = claims.link
         for attempt in range(_ATTEMPTS):
-            case = self._usable_case(link)
-            if case.status is not claims.from_status:
-                raise ConcurrentUpdate(case.id, claims.version, case.version)
+            case = self._usable_case(link, expires_at=expires_at, what=what)
+            self._check_unchanged(case, claims)
             try:
                 return self._service.set_status(
                     case, claims.to_status, by=link.assignee, comment=claims.comment,
@@ -219,13 +223,67 @@ class OneTouchService:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # -- after the change: the done page ---------------------------------------------
+
+    def receipt(self, case: Case) -> str:
+        """A receipt for a change :meth:`confirm` just made (``case`` as it returned).
+
+        The done page shows it after the redirect that follows a confirmation. It
+        is signed under its own salt, so it can never act as a link or a confirmation.
+        """
+        return self.config.sign_receipt(Receipt(case_id=case.id, status=case.status,
+                                                at=case.updated_at))
+
+    def done(self, receipt: str) -> Receipt:
+        """What a receipt says was done. Reads nothing from the store; changes nothing.
+
+        Raises:
+            TokenInvalid: not a receipt signed with one of the keys.
+        """
+        return self.config.read_receipt(receipt)
+
+    def case_link(self, case_id: str) -> str | None:
+        """The app's page for the case (the loop's ``case_url``), if it has one."""
+        return self._service.links.case_page(case_id)
+
+    def case_id_of(self, token: str) -> str | None:
+        """The case a link or confirmation token was signed for, or None if it is not valid.
+
+        For refusal pages (used, expired, reassigned), which may point to the case
+        in the app: the holder of a valid token can read this id from it anyway.
+        """
+        for read in (self.config.read_link, self.config.read_confirmation):
+            try:
+                claims = read(token)
+            except TokenInvalid:
+                continue
+            return claims.case_id if isinstance(claims, LinkClaims) else claims.link.case_id
+        return None
+
     # -- checks ---------------------------------------------------------------------
 
     def _link_expiry(self, claims: LinkClaims) -> datetime:
         return claims.issued_at + self.config.max_age
 
-    def _usable_case(self, claims: LinkClaims) -> Case:
-        """The case the link is for, if the link still works (rules 2–4)."""
+    def _check_unchanged(self, case: Case, claims: ConfirmClaims) -> None:
+        """ConcurrentUpdate unless only harmless events happened since ``claims.version``."""
+        if case.version == claims.version and case.status is claims.from_status:
+            return
+        # The status alone cannot tell Open → Progress → Open from "nothing happened":
+        # the events since the signed version can (an event's seq is the version it made).
+        since = [event for event in self._service.store.history(case.id)
+                 if event.seq > claims.version]
+        if (case.version < claims.version or case.status is not claims.from_status
+                or any(event.kind not in HARMLESS_KINDS for event in since)):
+            raise ConcurrentUpdate(case.id, claims.version, case.version)
+
+    def _usable_case(self, claims: LinkClaims, *, expires_at: datetime | None = None,
+                     what: str = "link") -> Case:
+        """The case the link is for, if the link still works (rules 2–4).
+
+        ``expires_at`` and ``what`` override the link's own expiry, for a
+        confirmation, so that it is judged in the same order as a link.
+        """
         # The case is read before the link's use is checked: a change and its link's
         # use commit together, so a case read before an unused link is a case the
         # link has not changed yet, and a racing confirm loses on the version check.
@@ -235,9 +293,10 @@ class OneTouchService:
             case = None
         if self._service.store.link_used(claims.link_id):
             raise TokenUsed()
-        expires_at = self._link_expiry(claims)
+        if expires_at is None:
+            expires_at = self._link_expiry(claims)
         if self._service.now() > expires_at:
-            raise TokenExpired(expires_at)
+            raise TokenExpired(expires_at, what)
         if case is None:
             raise TokenInvalid()  # signed for another database: say nothing more
         if case.assignee != claims.assignee:

@@ -4,7 +4,9 @@ A *link token* travels in the email's Change link; a *confirmation token* is
 issued when the assignee has chosen a status and written a comment, and must
 be sent back to make the change. Both are itsdangerous ``URLSafeSerializer``
 tokens (HMAC-SHA256, compact JSON, URL-safe base64), each kind signed under
-its own salt so that one can never stand in for the other.
+its own salt so that one can never stand in for the other. A third kind, the
+*receipt*, names a change already made so that the done page can show it after
+the redirect; it authorises nothing.
 
 Why not itsdangerous' timed serializers: they read ``time.time()``, and
 closeloop judges expiry by the loop's injected clock. So the issue time is an
@@ -39,9 +41,11 @@ __all__ = [
     "CONFIRM_SALT",
     "LINK_SALT",
     "MIN_SECRET_BYTES",
+    "RECEIPT_SALT",
     "ConfirmClaims",
     "LinkClaims",
     "OneTouch",
+    "Receipt",
 ]
 
 #: Shortest secret key accepted, in bytes (UTF-8 for a str): HMAC-SHA256's block of entropy.
@@ -50,7 +54,9 @@ MIN_SECRET_BYTES = 32
 LINK_SALT = "closeloop.one-touch.link.v1"
 #: Salt of confirmation tokens.
 CONFIRM_SALT = "closeloop.one-touch.confirm.v1"
-#: Longest link token read; a real one is well under 1 KiB.
+#: Salt of receipts (the done page's proof of what was done).
+RECEIPT_SALT = "closeloop.one-touch.receipt.v1"
+#: Longest link token or receipt read; a real one is well under 1 KiB.
 MAX_LINK_TOKEN = 4096
 #: Longest confirmation token read; it carries the comment (up to 10,000 characters).
 MAX_CONFIRM_TOKEN = 100_000
@@ -61,6 +67,7 @@ _SECOND = timedelta(seconds=1)
 _SHAPE = re.compile(r"\.?[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)")
 _NOT_VALID = "the link is not valid"
 _CONFIRMATION_NOT_VALID = "the confirmation is not valid"
+_RECEIPT_NOT_VALID = "the page address is not valid"
 
 
 def to_seconds(moment: datetime) -> int:
@@ -97,6 +104,15 @@ class ConfirmClaims:
     comment: str
     version: int
     prepared_at: datetime
+
+
+@frozen
+class Receipt:
+    """What a receipt asserts: ``case_id`` was moved to ``status`` through one-touch at ``at``."""
+
+    case_id: str
+    status: Status
+    at: datetime
 
 
 def _secret_keys(value: Any) -> list[bytes]:
@@ -164,7 +180,7 @@ class OneTouch:
                  base_url="https://crm.example/one-touch", max_age=timedelta(hours=24))
     """
 
-    __slots__ = ("_confirm", "_link", "base_url", "confirm_max_age", "max_age")
+    __slots__ = ("_confirm", "_link", "_receipt", "base_url", "confirm_max_age", "max_age")
 
     def __init__(
         self,
@@ -180,6 +196,7 @@ class OneTouch:
         self.confirm_max_age = _positive("confirm_max_age", confirm_max_age)
         self._link = _serializer(keys, LINK_SALT)
         self._confirm = _serializer(keys, CONFIRM_SALT)
+        self._receipt = _serializer(keys, RECEIPT_SALT)
 
     def __repr__(self) -> str:
         keys = len(self._link.secret_keys)
@@ -252,6 +269,28 @@ class OneTouch:
             )
         except (KeyError, TypeError, ValueError, OverflowError):
             raise TokenInvalid(_CONFIRMATION_NOT_VALID) from None
+
+
+    # -- receipts -------------------------------------------------------------------
+
+    def sign_receipt(self, receipt: Receipt) -> str:
+        """A receipt token for a change already made (shown by the done page; acts on nothing)."""
+        return self._receipt.dumps({
+            "c": receipt.case_id, "s": receipt.status.value, "t": to_seconds(receipt.at),
+        })
+
+    def read_receipt(self, token: Any) -> Receipt:
+        """The receipt a token carries.
+
+        Raises:
+            TokenInvalid: not a receipt signed with one of the keys.
+        """
+        data = _load(self._receipt, token, MAX_LINK_TOKEN, _RECEIPT_NOT_VALID)
+        try:
+            return Receipt(case_id=_text(data["c"]), status=Status(data["s"]),
+                           at=from_seconds(_integer(data["t"])))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise TokenInvalid(_RECEIPT_NOT_VALID) from None
 
 
 def _serializer(keys: list[bytes], salt: str) -> URLSafeSerializer:
