@@ -64,9 +64,12 @@ def parse_instant(text: str) -> Instant:
 
 
 def parse_duration_option(text: str) -> timedelta:
-    """An ISO 8601 duration (``PT1H``, ``P2D``, ``P1DT12H``) or a whole number of seconds."""
+    """An ISO 8601 duration (``PT1H``, ``P2D``, ``P1DT12H``) or a number of seconds (``90.5``)."""
+    seconds = text.strip()
+    if re.fullmatch(r"[0-9]+\.[0-9]+", seconds) and float(seconds) > 0:
+        return timedelta(seconds=float(seconds))
     try:
-        return parse_duration(int(text) if text.strip().isdigit() else text, "duration")
+        return parse_duration(int(seconds) if seconds.isdigit() else text, "duration")
     except InvalidInput as exc:
         raise argparse.ArgumentTypeError(
             f"{text} is not a duration: {exc.reason}") from None
