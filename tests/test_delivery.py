@@ -78,13 +78,31 @@ def _queue(store: Store, clock: FixedClock, count: int) -> None:
 
 
 def _race(deliverers: list[Callable[[], object]], store: Store, clock: FixedClock) -> None:
-    """Run every deliverer in its own thread until the outbox is empty (bounded)."""
+    """Run every deliverer in its own thread until the outbox is empty (bounded).
+
+    Simulated time moves by deliveries, and by a 100 ms poll interval only while no
+    deliverer is inside a call: a thread that finds nothing to do must not make the
+    clock race ahead of another thread's delivery in progress (that would depend on
+    how the OS schedules the threads, not on closeloop).
+    """
+    busy = [0]
+    lock = threading.Lock()
+    idle = threading.Event()
+
     def work(deliver: Callable[[], object]) -> None:
-        for _ in range(200):
+        for _ in range(400):
             if not store.pending_notices():
                 return
-            deliver()
-            clock.advance(timedelta(milliseconds=100))  # the worker's poll interval
+            with lock:
+                busy[0] += 1
+            try:
+                deliver()
+            finally:
+                with lock:
+                    busy[0] -= 1
+                    if busy[0] == 0:
+                        clock.advance(timedelta(milliseconds=100))  # the worker's poll interval
+            idle.wait(0.001)  # let the other deliverer run
 
     threads = [threading.Thread(target=work, args=(deliver,)) for deliver in deliverers]
     for thread in threads:
