@@ -114,10 +114,10 @@ class RawSide:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {synchronous}")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("BEGIN IMMEDIATE")
-        for statement in MIGRATIONS[0].split(";"):
-            if statement.strip():
-                self.conn.execute(statement)
+        # Every migration, as SQLiteStore applies them: the same indexes and the
+        # first-action trigger, so both sides maintain the same structures.
+        self.conn.executescript("BEGIN IMMEDIATE;\n" + "\n".join(MIGRATIONS)
+                                + f"\nPRAGMA user_version = {len(MIGRATIONS)};")
         now = time.time_ns() // 1000
         self.case_ids = [f"case-{index:07}" for index in range(cases)]
         self.conn.executemany(

@@ -150,7 +150,7 @@ class CaseService:
         )
         return Change(
             case=updated, expected_version=case.version,
-            events=self._events(case.id, case.version, drafts, now),
+            events=self._events(case.id, case.version, drafts, now), fields=frozenset(fields),
         )
 
     def opening(self, case: Case, *drafts: EventDraft) -> Change:

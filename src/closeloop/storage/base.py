@@ -83,6 +83,10 @@ class Change:
             Closed), counting cases created earlier in the same batch. This is
             de-duplication that holds across processes, so the check and the write
             must happen in one atomic step.
+        fields: for an existing case, the names of the case fields this change may
+            have set besides ``updated_at`` and ``version`` (which always change), or
+            ``None`` when any may have. A hint: a store may write only those columns
+            (fewer index updates) or ignore it and write the whole row.
     """
 
     case: Case
@@ -92,6 +96,7 @@ class Change:
     responses: tuple[ResponseRecord, ...] = field(default=(), converter=_responses)
     sole_active_case: bool = False
     consume_link: str | None = None
+    fields: frozenset[str] | None = None
 
 
 def counts_as_active(case: Case) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
-from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status, trusted
 
 __all__ = [
     "CASE_COLUMNS",
@@ -114,14 +114,20 @@ class RowCodec:
         )
 
     def case_from_row(self, row: Sequence[Any]) -> Case:
-        """A case from a row of :data:`CASE_COLUMNS`."""
-        return Case(
-            id=row[0], customer_id=row[1], status=row[2], assignee=row[3],
-            reasons=tuple(self.ids_in(row[4])), response_ids=tuple(self.ids_in(row[5])),
-            priority=row[6], due_at=self._optional_in(row[7]), opened_at=self.time_in(row[8]),
-            updated_at=self.time_in(row[9]), closed_at=self._optional_in(row[10]),
-            opened_by=row[11], version=row[12],
-        )
+        """A case from a row of :data:`CASE_COLUMNS`.
+
+        The row is one a store wrote from a validated Case, so its fields are not
+        validated again (:func:`~closeloop.model.trusted`): reading a case is on
+        every status change's path. The enums are still parsed, so a row that is
+        not closeloop's fails loudly rather than passing through.
+        """
+        return trusted(Case, {
+            "id": row[0], "customer_id": row[1], "status": Status(row[2]), "assignee": row[3],
+            "reasons": tuple(self.ids_in(row[4])), "response_ids": tuple(self.ids_in(row[5])),
+            "priority": Priority(row[6]), "due_at": self._optional_in(row[7]),
+            "opened_at": self.time_in(row[8]), "updated_at": self.time_in(row[9]),
+            "closed_at": self._optional_in(row[10]), "opened_by": row[11], "version": row[12],
+        })
 
     def event_row(self, event: Event) -> tuple[Any, ...]:
         """All of :data:`EVENT_COLUMNS`, in order."""

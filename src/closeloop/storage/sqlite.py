@@ -17,6 +17,7 @@ compute with them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -63,6 +64,22 @@ _UPDATE_CASE = (
     f"UPDATE cases SET {', '.join(f'{column} = ?' for column in CASE_UPDATE_COLUMNS)} "
     "WHERE id = ? AND version = ?"
 )
+#: Columns every update writes; the others only when :attr:`Change.fields` names them.
+_ALWAYS_UPDATED = frozenset({"updated_at", "version"})
+
+
+@functools.lru_cache(maxsize=256)
+def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[int, ...]]:
+    """The UPDATE for the columns ``fields`` names (plus updated_at and version), and
+    which positions of :meth:`RowCodec.case_update_row` it takes.
+
+    Setting a column to its own value still costs SQLite an update of every index on
+    it, so a status change does not rewrite the assignee or due-date indexes.
+    """
+    positions = tuple(index for index, column in enumerate(CASE_UPDATE_COLUMNS)
+                      if column in fields or column in _ALWAYS_UPDATED)
+    columns = ", ".join(f"{CASE_UPDATE_COLUMNS[index]} = ?" for index in positions)
+    return f"UPDATE cases SET {columns} WHERE id = ? AND version = ?", positions
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -235,11 +252,15 @@ class SQLiteStore(BaseStore):
             except sqlite3.IntegrityError:
                 raise ConcurrentUpdate(case.id, None, self._version(conn, case.id)) from None
         else:
+            # customer_id, opened_at and opened_by never change after opening;
+            # leaving them out spares SQLite the customer index on every update.
+            values = CODEC.case_update_row(case)
+            statement = _UPDATE_CASE
+            if change.fields is not None:
+                statement, positions = _narrow_update(change.fields)
+                values = tuple(values[index] for index in positions)
             updated = conn.execute(
-                # customer_id, opened_at and opened_by never change after opening;
-                # leaving them out spares SQLite the customer index on every update.
-                _UPDATE_CASE,
-                (*CODEC.case_update_row(case), case.id, change.expected_version),
+                statement, (*values, case.id, change.expected_version)
             ).rowcount
             if updated != 1:
                 actual = self._version(conn, case.id)
