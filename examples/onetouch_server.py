@@ -39,6 +39,9 @@ class ThreadingServer(ThreadingMixIn, WSGIServer):
     """wsgiref's server, one thread per connection (a browser opens several)."""
 
     daemon_threads = True
+    # A browser opens several connections at once; socketserver's default backlog of 5
+    # can refuse one on a busy machine before serve_forever() gets to accept them.
+    request_queue_size = 64
 
 
 class QuietHandler(WSGIRequestHandler):
