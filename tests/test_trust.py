@@ -267,3 +267,91 @@ class TestOneTouchConfirmations:
             loop.one_touch.open(token)
         with pytest.raises(TokenUsed):
             loop.one_touch.confirm(pending.token)
+
+
+class TestOneTouchPagesHardening:
+    """The pages refuse cross-site POSTs, redirect after confirm, and tokens stay out of URLs."""
+
+    @pytest.fixture
+    def app(self, one_touch_loop: CloseLoop) -> Any:
+        """The one-touch pages of a loop with one case assigned to alice."""
+        from closeloop.onetouch import wsgi_app
+
+        return wsgi_app(one_touch_loop)
+
+    @pytest.fixture
+    def token(self, one_touch_loop: CloseLoop) -> str:
+        """The token of alice's link to a fresh case."""
+        loop = one_touch_loop
+        case = loop.assign(loop.open_case("c-1", by="agent").id, to="alice", by="bob")
+        return link_token(loop, case.id)
+
+    @pytest.mark.parametrize("headers", [
+        {"HTTP_SEC_FETCH_SITE": "cross-site"},
+        {"HTTP_SEC_FETCH_SITE": "same-site"},
+        {"HTTP_ORIGIN": "https://evil.example"},
+    ])
+    def test_cross_site_post_is_refused(self, app: Any, one_touch_loop: CloseLoop, token: str,
+                                        headers: dict[str, str]) -> None:
+        """A POST another site made (Sec-Fetch-Site, else Origin) gets 403 and changes nothing."""
+        from test_onetouch_pages import call
+
+        page = call(app, "POST", form={"action": "prepare", "token": token, "status": "closed",
+                                       "comment": "forged"}, headers=headers)
+        assert page.status == 403 and "another site" in page.text
+        (case,) = one_touch_loop.cases()
+        assert case.status is Status.OPEN and case.version == 2
+
+    @pytest.mark.parametrize("headers", [
+        {"HTTP_SEC_FETCH_SITE": "same-origin"},
+        {"HTTP_SEC_FETCH_SITE": "none"},
+        {"HTTP_ORIGIN": "https://crm.example"},
+        {"HTTP_ORIGIN": "null"},
+        {},
+    ])
+    def test_same_origin_post_is_served(self, app: Any, token: str, headers: dict[str, str]) -> None:
+        """A POST from the page itself (or with no browser hints) reaches the confirm step."""
+        from test_onetouch_pages import call
+
+        page = call(app, "POST", form={"action": "prepare", "token": token, "status": "closed",
+                                       "comment": "fine"}, headers=headers)
+        assert page.status == 200 and "Confirm the change" in page.text
+
+    def test_confirm_answers_with_a_redirect(self, app: Any, one_touch_loop: CloseLoop,
+                                             token: str) -> None:
+        """Confirm is answered 303 to a GET done page, so Back and reload never post it again."""
+        from test_onetouch_pages import call, confirmation_of, prepare
+
+        confirmation = confirmation_of(prepare(app, token))
+        redirect = call(app, "POST", form={"action": "confirm", "confirmation": confirmation})
+        assert redirect.status == 303
+        location = urlsplit(redirect.headers["location"])
+        assert "done=" in location.query and "token=" not in location.query
+        done = call(app, query=location.query)
+        assert done.status == 200 and "Done" in done.text
+        assert call(app, query=location.query).status == 200  # a reload repeats nothing
+        (case,) = one_touch_loop.cases()
+        assert case.status is Status.CLOSED and case.version == 3
+
+    def test_middleware_takes_the_token_out_of_every_logged_url(
+        self, one_touch_loop: CloseLoop, token: str
+    ) -> None:
+        """redact_tokens rewrites QUERY_STRING, RAW_URI, REQUEST_URI and Referer; the page still works."""
+        from closeloop.onetouch import redact_tokens, wsgi_app
+        from test_onetouch_pages import call
+
+        seen: dict[str, Any] = {}
+        pages = wsgi_app(one_touch_loop)
+
+        def spy(environ: dict[str, Any], start_response: Any) -> Any:
+            seen.update(environ)
+            return pages(environ, start_response)
+
+        app = redact_tokens(spy)
+        uri = f"/one-touch?lang=en&token={token}"
+        page = call(app, query=f"lang=en&token={token}", headers={  # type: ignore[arg-type]
+            "RAW_URI": uri, "REQUEST_URI": uri, "HTTP_REFERER": f"https://mail.example{uri}#top"})
+        assert page.status == 200 and "Update case" in page.text
+        logged = [seen["QUERY_STRING"], seen["RAW_URI"], seen["REQUEST_URI"], seen["HTTP_REFERER"]]
+        assert all(token not in value and "token=REDACTED" in value for value in logged)
+        assert seen["HTTP_REFERER"].endswith("#top") and "lang=en" in seen["QUERY_STRING"]
