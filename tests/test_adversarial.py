@@ -22,6 +22,7 @@ from closeloop.rules import load_triggers
 from closeloop.storage import SQLiteStore
 from closeloop.testing import FixedClock
 from closeloop.triggers import Trigger, contact_requested, nps_between
+from closeloop.validate import MAX_INSTANT, MIN_INSTANT
 
 NASTY_TEXT = st.one_of(
     st.text(max_size=40),
@@ -201,9 +202,9 @@ def test_huge_answer_map_is_refused() -> None:
 
 
 def test_far_future_and_past_datetimes_round_trip(tmp_path: Path) -> None:
-    """Extreme but valid aware datetimes are stored and read back unchanged."""
+    """The earliest and latest accepted datetimes are stored and read back unchanged."""
     loop = CloseLoop(store=SQLiteStore(tmp_path / "t.db"))
-    for due in (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC),
+    for due in (MIN_INSTANT, MAX_INSTANT, MAX_INSTANT.astimezone(timezone(timedelta(hours=-11))),
                 datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-11)))):
         case = loop.open_case("c", by="a", due_at=due)
         assert loop.get(case.id).due_at == due

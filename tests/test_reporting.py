@@ -35,6 +35,7 @@ from closeloop.storage import MemoryStore, SQLiteStore, Store
 from closeloop.storage.sqlite import MIGRATIONS, to_micros
 from closeloop.testing import FixedClock
 from closeloop.triggers import Trigger, contact_requested, nps_between
+from closeloop.validate import MAX_INSTANT, MIN_INSTANT
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # FixedClock's default start
 H = timedelta(hours=1)
@@ -300,16 +301,17 @@ class TestTimeToClose:
         assert loop.report().time_to_close.mean == timedelta(seconds=1, microseconds=333333)
 
     def test_means_stay_exact_beyond_64_bits(self, loop: CloseLoop, clock: FixedClock) -> None:
-        """Forty cases open for ~10,000 years sum past 2**63 µs; the mean is still exact."""
-        clock.set(datetime(1, 1, 2, tzinfo=UTC))
-        cases = [loop.open_case(f"c-{n}", by="agent") for n in range(40)]
-        clock.set(datetime(9999, 12, 30, 0, 0, 0, 7, tzinfo=UTC))
+        """Fifty cases open for ~7,100 years (the accepted range) sum past 2**63 µs; the mean is exact."""
+        end = MAX_INSTANT - timedelta(microseconds=7)
+        clock.set(MIN_INSTANT)
+        cases = [loop.open_case(f"c-{n}", by="agent") for n in range(50)]
+        clock.set(end)
         for case in cases:
             close(loop, case.id)
-        took = datetime(9999, 12, 30, 0, 0, 0, 7, tzinfo=UTC) - datetime(1, 1, 2, tzinfo=UTC)
-        assert 40 * (took // timedelta(microseconds=1)) > 2**63
+        took = end - MIN_INSTANT
+        assert 50 * (took // timedelta(microseconds=1)) > 2**63
         report = loop.report()
-        assert report.time_to_close == Durations(count=40, mean=took, median=took, p90=took)
+        assert report.time_to_close == Durations(count=50, mean=took, median=took, p90=took)
         assert report.time_to_first_action.mean == took
 
 

@@ -27,7 +27,7 @@ from cattrs.v import format_exception, transform_error
 
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.model import EVENT_TYPES, Event, Priority, Status
-from closeloop.validate import FrozenDict, aware_datetime, check_score, thaw
+from closeloop.validate import MAX_DURATION, FrozenDict, check_score, stored_datetime, thaw
 
 __all__ = ["converter", "event_extra", "structure", "structure_event", "unstructure"]
 
@@ -60,12 +60,14 @@ def _datetime(value: Any, _: type) -> datetime:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidInput("value", value, "must be an ISO 8601 date-time") from None
-    return aware_datetime("value", value)
+    return stored_datetime("value", value)
 
 
 def _seconds(value: Any) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInput("value", value, "must be a number of seconds")
+    if abs(value) > MAX_DURATION.total_seconds():
+        raise InvalidInput("value", value, "must be at most 100 years (3155760000 seconds)")
     return timedelta(seconds=value)
 
 

@@ -120,7 +120,8 @@ class ConcurrentUpdate(CloseLoopError):
     Read the case again and decide whether the change still makes sense.
 
     Attributes:
-        case_id: the case the change was to (or the case that blocked it).
+        case_id: the case the change was to (or the case that blocked it); ``None``
+            for a response that opened nothing.
         expected: the version the change was computed from (``None`` for a new case).
         actual: the version found (``None`` when unknown or not a version conflict).
         response_id: set when the conflict is a survey response that was already
@@ -129,7 +130,7 @@ class ConcurrentUpdate(CloseLoopError):
 
     def __init__(
         self,
-        case_id: str,
+        case_id: str | None,
         expected: int | None,
         actual: int | None,
         *,
@@ -140,9 +141,10 @@ class ConcurrentUpdate(CloseLoopError):
         self.actual = actual
         self.response_id = response_id
         if response_id is not None:
+            about = "" if case_id is None else f" (recording it with case {case_id!r})"
             message = (
-                f"response {response_id!r} was already recorded by a concurrent change "
-                f"(to case {case_id!r}); nothing was written"
+                f"response {response_id!r} was already recorded by a concurrent ingest{about}; "
+                "nothing was written"
             )
         else:
             message = (

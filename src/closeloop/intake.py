@@ -40,7 +40,7 @@ from closeloop.notify.templates import render_assignment
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
-from closeloop.validate import check_positive_int
+from closeloop.validate import check_positive_int, check_positive_timedelta
 from closeloop.workflow import check_transition
 
 __all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
@@ -70,9 +70,7 @@ class Dedupe:
         """Like a cool-down, but a matching response within ``window`` of the close
         reopens the case (a status change Closed → Open by the trigger) instead of
         only joining it."""
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            raise InvalidInput("dedupe", window, "the reopen window must be a positive timedelta")
-        return cls("reopen", window)
+        return cls("reopen", check_positive_timedelta("dedupe", window))
 
     @classmethod
     def parse(cls, value: object) -> Dedupe:
@@ -84,7 +82,7 @@ class Dedupe:
         if value == "none":
             return cls("none")
         if isinstance(value, timedelta) and value > timedelta(0):
-            return cls("cooldown", value)
+            return cls("cooldown", check_positive_timedelta("dedupe", value))
         raise InvalidInput(
             "dedupe", value, "must be 'open-case', 'none' or a positive timedelta cool-down"
         )
@@ -245,7 +243,9 @@ class Intake:
         now = self.service.now()
         match = self.triggers.evaluate(response)
         if match is None:
-            store.record_responses([self._record(response, "ignored", None, now)])
+            # Strict: fails (ConcurrentUpdate) if another process recorded it first,
+            # so "ignored" is said only by the one that wrote it.
+            self.service.commit_many([], [self._record(response, "ignored", None, now)])
             return IngestOutcome("ignored", None, response.id)
         latest = store.latest_cases([response.customer_id]).get(response.customer_id)
         change = self._change(response, match, self.dedupe.target(latest, now), now)

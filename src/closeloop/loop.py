@@ -49,6 +49,7 @@ from closeloop.validate import (
     check_id,
     check_int,
     check_optional_id,
+    check_optional_label,
     check_positive_int,
     check_positive_timedelta,
     optional_aware_datetime,
@@ -397,6 +398,7 @@ class CloseLoop:
         target = Status.parse(status)
         check_id("by", by)
         check_comment("comment", comment)
+        check_optional_label("via", via)
         case = self.service.read(case_id, expected_version)
         return self.service.set_status(case, target, by=by, comment=comment, via=via)
 
@@ -415,8 +417,11 @@ class CloseLoop:
         For integrations such as one-touch: the change is based on ``case.version``
         (a concurrent change raises ConcurrentUpdate), and ``consume_link`` marks a
         one-touch link used in the same transaction (TokenUsed if it already was).
-        Arguments are assumed validated.
+        ``by``, ``comment`` and ``via`` are checked as by :meth:`set_status`.
         """
+        check_id("by", by)
+        check_comment("comment", comment)
+        check_optional_label("via", via)
         return self.service.set_status(
             case, target, by=by, comment=comment, via=via, consume_link=consume_link
         )

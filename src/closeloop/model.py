@@ -18,13 +18,15 @@ from attrs import field, frozen
 from closeloop.errors import InvalidInput
 from closeloop.validate import (
     attrs_validator,
-    aware_datetime,
     check_id,
     check_optional_id,
+    check_optional_label,
     check_response_comment,
     check_score,
     freeze_answers,
     optional_aware_datetime,
+    optional_stored_datetime,
+    stored_datetime,
 )
 
 __all__ = [
@@ -167,8 +169,8 @@ class Case:
     id: str = field(validator=attrs_validator(check_id))
     customer_id: str = field(validator=attrs_validator(check_id))
     status: Status = field(converter=_status)
-    opened_at: datetime = field(validator=attrs_validator(aware_datetime))
-    updated_at: datetime = field(validator=attrs_validator(aware_datetime))
+    opened_at: datetime = field(validator=attrs_validator(stored_datetime))
+    updated_at: datetime = field(validator=attrs_validator(stored_datetime))
     opened_by: str = field(validator=attrs_validator(check_id))
     version: int = field()
     assignee: str | None = field(default=None, validator=attrs_validator(check_optional_id))
@@ -178,10 +180,10 @@ class Case:
     )
     priority: Priority = field(default=Priority.NORMAL, converter=_priority)
     due_at: datetime | None = field(
-        default=None, validator=attrs_validator(optional_aware_datetime)
+        default=None, validator=attrs_validator(optional_stored_datetime)
     )
     closed_at: datetime | None = field(
-        default=None, validator=attrs_validator(optional_aware_datetime)
+        default=None, validator=attrs_validator(optional_stored_datetime)
     )
 
     @version.validator
@@ -201,14 +203,14 @@ class Case:
 class _EventBase:
     case_id: str = field(validator=attrs_validator(check_id))
     actor: str = field(validator=attrs_validator(check_id))
-    at: datetime = field(validator=attrs_validator(aware_datetime))
+    at: datetime = field(validator=attrs_validator(stored_datetime))
     #: Position in the case's history; equals the case version the event produced.
     seq: int = field()
     # The response's own bound: an opened/attached event carries the survey comment.
     # Agent comments are held to MAX_COMMENT_LENGTH by the facade before they get here.
     comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     #: How the change was made when not through the app: ``"one-touch"``, ``"trigger"``.
-    via: str | None = field(default=None)
+    via: str | None = field(default=None, validator=attrs_validator(check_optional_label))
 
 
 @frozen(kw_only=True)
@@ -293,8 +295,8 @@ class ResponseRecord:
     response_id: str = field(validator=attrs_validator(check_id))
     customer_id: str = field(validator=attrs_validator(check_id))
     outcome: Literal["opened", "attached", "ignored"]
-    received_at: datetime = field(validator=attrs_validator(aware_datetime))
-    submitted_at: datetime = field(validator=attrs_validator(aware_datetime))
+    received_at: datetime = field(validator=attrs_validator(stored_datetime))
+    submitted_at: datetime = field(validator=attrs_validator(stored_datetime))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
     case_id: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
@@ -314,9 +316,9 @@ class Notice:
     subject: str = field()
     text: str = field()
     html: str = field()
-    created_at: datetime = field(validator=attrs_validator(aware_datetime))
+    created_at: datetime = field(validator=attrs_validator(stored_datetime))
     #: No deliverer claims the notice before this time (its current claim or back-off).
-    next_attempt_at: datetime = field(validator=attrs_validator(aware_datetime))
+    next_attempt_at: datetime = field(validator=attrs_validator(stored_datetime))
     attempts: int = 0
     last_error: str | None = None
     sent_at: datetime | None = None

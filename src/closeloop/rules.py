@@ -73,7 +73,7 @@ from closeloop.triggers import (
     round_robin,
     score_missing,
 )
-from closeloop.validate import check_id
+from closeloop.validate import MAX_DURATION, check_id
 
 __all__ = [
     "MAX_DATA_DEPTH",
@@ -463,6 +463,8 @@ def parse_duration(value: Any, field: str = "due_in") -> timedelta:
         raise InvalidInput(field, value, "must be an ISO 8601 duration string or a number of seconds")
     if duration <= timedelta(0):
         raise InvalidInput(field, value, "must be positive")
+    if duration > MAX_DURATION:
+        raise InvalidInput(field, value, "must be at most 100 years (36525 days)")
     return duration
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from attrs import evolve, field, frozen
 
-from closeloop.errors import ConcurrentUpdate, InvalidInput
+from closeloop.errors import ConcurrentUpdate
 from closeloop.links import Links
 from closeloop.model import (
     Case,
@@ -40,7 +40,7 @@ from closeloop.model import (
 from closeloop.notify.templates import RenderedNotice
 from closeloop.outbox import Outbox
 from closeloop.storage.base import Change, Store, check_change
-from closeloop.validate import check_id, check_optional_version
+from closeloop.validate import aware_datetime, check_id, check_optional_version
 from closeloop.workflow import CommentPolicy, check_transition
 
 __all__ = ["CaseService", "EventDraft", "draft"]
@@ -101,10 +101,7 @@ class CaseService:
 
     def now(self) -> datetime:
         """The loop's clock, checked to be timezone-aware."""
-        now = self._clock()
-        if not isinstance(now, datetime) or now.utcoffset() is None:
-            raise InvalidInput("clock", now, "must return a timezone-aware datetime")
-        return now
+        return aware_datetime("clock", self._clock())
 
     def new_id(self) -> str:
         """A new case or notice id from the loop's id factory, checked."""

@@ -75,7 +75,7 @@ from closeloop.routing import (
     round_robin,
     to_router,
 )
-from closeloop.validate import attrs_validator, aware_datetime, check_id
+from closeloop.validate import attrs_validator, aware_datetime, check_id, check_positive_timedelta
 
 __all__ = [
     "MAX_DEPTH",
@@ -136,10 +136,7 @@ def _priority(value: Any) -> Priority:
 def _due_in(field_name: str, value: Any) -> None:
     if value is None:
         return
-    if not isinstance(value, timedelta):
-        raise InvalidInput(field_name, value, "must be a timedelta or None")
-    if value <= timedelta(0):
-        raise InvalidInput(field_name, value, "must be positive")
+    check_positive_timedelta(field_name, value)
 
 
 @frozen

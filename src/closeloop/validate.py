@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
 
 from closeloop.errors import InvalidInput
 
@@ -23,8 +23,11 @@ __all__ = [
     "MAX_ANSWER_TEXT_LENGTH",
     "MAX_COMMENT_LENGTH",
     "MAX_COUNT",
+    "MAX_DURATION",
     "MAX_ID_LENGTH",
+    "MAX_INSTANT",
     "MAX_RESPONSE_COMMENT_LENGTH",
+    "MIN_INSTANT",
     "FrozenDict",
     "aware_datetime",
     "check_answers",
@@ -33,6 +36,7 @@ __all__ = [
     "check_comment",
     "check_id",
     "check_int",
+    "check_optional_label",
     "check_optional_positive_timedelta",
     "check_optional_version",
     "check_positive_int",
@@ -40,6 +44,9 @@ __all__ = [
     "check_response_comment",
     "check_score",
     "freeze_answers",
+    "optional_aware_datetime",
+    "optional_stored_datetime",
+    "stored_datetime",
     "thaw",
 ]
 
@@ -55,6 +62,20 @@ MAX_ANSWER_LENGTH = 10_000
 #: Largest count (a limit, a batch size, a version) accepted: well inside every
 #: database's 64-bit integers, so a driver never overflows on one.
 MAX_COUNT = 1_000_000_000
+#: Earliest and latest instant accepted anywhere (due dates, submission times,
+#: report bounds, clocks). Every datetime is checked to lie in this range in UTC,
+#: so converting it to UTC, storing it in any database, or adding the longest
+#: duration to it can never overflow.
+MIN_INSTANT: Final = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_INSTANT: Final = datetime(9000, 1, 1, tzinfo=UTC)
+#: Longest duration accepted (an SLA, a lease, a link's lifetime): 100 years.
+#: ``MAX_INSTANT + MAX_DURATION`` is still far from the end of ``datetime``'s range,
+#: which leaves room for durations counted in business hours as well.
+MAX_DURATION: Final = timedelta(days=36_525)
+#: The range of instants closeloop stores: what it computes from accepted instants
+#: and durations (a due date counted in business hours may lie centuries out).
+_MIN_STORED: Final = datetime(1800, 1, 1, tzinfo=UTC)
+_MAX_STORED: Final = datetime(9999, 1, 1, tzinfo=UTC)
 #: Longest survey-response comment accepted, in characters. Generous on purpose: a
 #: customer who writes a long letter must not make the webhook fail.
 MAX_RESPONSE_COMMENT_LENGTH = 100_000
@@ -97,6 +118,18 @@ def check_id(field: str, value: Any) -> str:
 def check_optional_id(field: str, value: Any) -> str | None:
     """Like :func:`check_id`, but ``None`` is allowed."""
     return None if value is None else check_id(field, value)
+
+
+def check_optional_label(field: str, value: Any) -> str | None:
+    """Return ``None`` or a short label such as ``via="one-touch"``: an id without spaces
+    at either end (see :func:`check_id`)."""
+    if value is None:
+        return None
+    check_id(field, value)
+    label: str = value
+    if label != label.strip():
+        raise InvalidInput(field, value, "must not start or end with white space")
+    return label
 
 
 def check_comment(field: str, value: Any) -> str | None:
@@ -161,9 +194,15 @@ def check_optional_version(field: str, value: Any) -> int | None:
 
 
 def check_positive_timedelta(field: str, value: Any) -> timedelta:
-    """Return ``value`` if it is a :class:`~datetime.timedelta` longer than zero."""
+    """Return ``value`` if it is a :class:`~datetime.timedelta` longer than zero.
+
+    At most :data:`MAX_DURATION` (100 years), so adding it to any accepted instant
+    stays representable.
+    """
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise InvalidInput(field, value, "must be a positive timedelta")
+    if value > MAX_DURATION:
+        raise InvalidInput(field, value, "must be at most 100 years (36525 days)")
     return value
 
 
@@ -181,17 +220,43 @@ def check_callable(field: str, value: Any, what: str = "a callable") -> Callable
 
 
 def aware_datetime(field: str, value: Any) -> datetime:
-    """Return ``value`` if it is a timezone-aware :class:`~datetime.datetime`."""
-    if not isinstance(value, datetime):
-        raise InvalidInput(field, value, "must be a datetime")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput(field, value, "must be timezone-aware (naive datetimes are ambiguous)")
-    return value
+    """Return ``value`` if it is a timezone-aware datetime from :data:`MIN_INSTANT` to
+    :data:`MAX_INSTANT`: what every argument and clock reading must be."""
+    return _datetime_between(field, value, MIN_INSTANT, MAX_INSTANT)
 
 
 def optional_aware_datetime(field: str, value: Any) -> datetime | None:
     """Like :func:`aware_datetime`, but ``None`` is allowed."""
     return None if value is None else aware_datetime(field, value)
+
+
+def stored_datetime(field: str, value: Any) -> datetime:
+    """Return ``value`` if it is an aware datetime closeloop may have computed and stored.
+
+    Wider than :func:`aware_datetime` by the longest duration (a due date is a
+    submission time plus an SLA, perhaps counted in business hours), and still
+    representable in UTC by Python and by every database.
+    """
+    return _datetime_between(field, value, _MIN_STORED, _MAX_STORED)
+
+
+def optional_stored_datetime(field: str, value: Any) -> datetime | None:
+    """Like :func:`stored_datetime`, but ``None`` is allowed."""
+    return None if value is None else stored_datetime(field, value)
+
+
+def _datetime_between(field: str, value: Any, low: datetime, high: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidInput(field, value, "must be a datetime")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(field, value, "must be timezone-aware (naive datetimes are ambiguous)")
+    try:
+        in_range = low <= value <= high
+    except (OverflowError, ValueError, TypeError):  # its UTC value is beyond datetime's range
+        in_range = False
+    if not in_range:
+        raise InvalidInput(field, value, f"must lie between {low:%Y-%m-%d} and {high:%Y-%m-%d} UTC")
+    return value
 
 
 def check_answers(field: str, value: Any) -> Mapping[str, Any]:

@@ -29,12 +29,12 @@ from closeloop.errors import InvalidInput
 from closeloop.model import Case, Priority, Status, SurveyResponse
 from closeloop.validate import (
     attrs_validator,
-    aware_datetime,
     check_comment,
     check_id,
     check_optional_id,
     check_score,
-    optional_aware_datetime,
+    optional_stored_datetime,
+    stored_datetime,
 )
 
 __all__ = ["NOTICE_KINDS", "CaseFacts", "Links", "Note", "NoticeContent", "ResponseFacts"]
@@ -103,11 +103,11 @@ class CaseFacts:
     id: str = field(validator=attrs_validator(check_id))
     customer_id: str = field(validator=attrs_validator(check_id))
     status: str = field(converter=_status_value)
-    opened_at: datetime = field(validator=attrs_validator(aware_datetime))
+    opened_at: datetime = field(validator=attrs_validator(stored_datetime))
     status_label: str = field(default="")
     custom_status: str | None = field(default=None, validator=attrs_validator(check_optional_id))
     priority: str = field(default="normal", converter=_priority_value)
-    due_at: datetime | None = field(default=None, validator=attrs_validator(optional_aware_datetime))
+    due_at: datetime | None = field(default=None, validator=attrs_validator(optional_stored_datetime))
     reasons: tuple[str, ...] = field(default=(), converter=_tuple, validator=_ids("reasons"))
     assignee: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
@@ -155,7 +155,7 @@ class ResponseFacts:
     score: int | None = field(default=None, validator=attrs_validator(check_score))
     comment: str | None = field(default=None, validator=attrs_validator(check_comment))
     submitted_at: datetime | None = field(
-        default=None, validator=attrs_validator(optional_aware_datetime)
+        default=None, validator=attrs_validator(optional_stored_datetime)
     )
 
     @classmethod
@@ -203,7 +203,7 @@ class NoticeContent:
     kind: str = field(validator=_kind)
     case: CaseFacts
     actor: str = field(validator=attrs_validator(check_id))
-    created_at: datetime = field(validator=attrs_validator(aware_datetime))
+    created_at: datetime = field(validator=attrs_validator(stored_datetime))
     via: str | None = field(default=None, validator=attrs_validator(check_optional_id))
     note: Note | None = None
     response: ResponseFacts | None = None

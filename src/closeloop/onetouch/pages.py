@@ -272,7 +272,7 @@ class OneTouchPages:
             return _message(409, "The case has changed",
                             "Someone changed the case while you were deciding, so nothing was "
                             "changed. Open the link from your email again to see it as it is now.",
-                            self.service.case_link(exc.case_id))
+                            None if exc.case_id is None else self.service.case_link(exc.case_id))
         # Post/Redirect/Get: Back or reload on the done page repeats a harmless GET.
         location = f"{action_path}?done={self.service.receipt(case)}"
         body = _document("Done", f"<p><a href='{_e(location)}'>See what was done</a>.</p>")

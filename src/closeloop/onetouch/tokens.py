@@ -36,6 +36,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from closeloop.errors import InvalidInput, TokenInvalid
 from closeloop.model import Status
+from closeloop.validate import check_positive_timedelta
 
 __all__ = [
     "CONFIRM_SALT",
@@ -153,9 +154,7 @@ def _base_url(value: Any) -> str:
 
 
 def _positive(field: str, value: Any) -> timedelta:
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidInput(field, value, "must be a positive timedelta")
-    return value
+    return check_positive_timedelta(field, value)
 
 
 class OneTouch:

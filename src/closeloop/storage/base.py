@@ -143,7 +143,11 @@ class CaseLog(Protocol):
         """Write several changes in one transaction: all of them, or (on any error) none.
 
         ``ignored`` are responses that opened nothing, recorded in the same
-        transaction as by :meth:`ResponseLog.record_responses`.
+        transaction. Unlike :meth:`ResponseLog.record_responses`, an id among them
+        that is already recorded (or given twice) fails the whole batch with
+        ConcurrentUpdate naming it in ``response_id``: the caller learns that
+        another process ingested it first, so an ingest summary never counts
+        another process's response as its own.
         """
         ...
 

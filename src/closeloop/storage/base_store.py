@@ -84,7 +84,10 @@ class BaseStore(abc.ABC):
         - a consumed link already used: :class:`~closeloop.errors.TokenUsed`;
         - a response id already recorded: ConcurrentUpdate with ``response_id``.
 
-        ``ignored`` records whose id is already recorded are skipped, not errors.
+        - an ``ignored`` record whose id is already recorded (or appears twice in the
+          batch): ConcurrentUpdate with ``response_id`` (``case_id`` ``None``), so the
+          caller learns that another process ingested it first.
+
         Writes: each case (replacing the stored one), its events appended, its
         notices, its response records, its consumed link.
         """
@@ -192,7 +195,18 @@ class BaseStore(abc.ABC):
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
         """Record responses that opened nothing; ids already recorded are left alone."""
-        self.commit_many([], records)
+        for _ in range(_SWAP_ATTEMPTS):
+            known = self.responses([record.response_id for record in records])
+            fresh = list({r.response_id: r for r in reversed(records)
+                          if r.response_id not in known}.values())[::-1]
+            if not fresh:
+                return
+            try:
+                self.commit_many([], fresh)
+                return
+            except ConcurrentUpdate:
+                continue  # another writer recorded one of them meanwhile: look again
+        raise StoreError("responses kept being recorded concurrently while recording them")
 
     def responses(self, response_ids: Sequence[str]) -> dict[str, ResponseRecord]:
         """The recorded responses among ``response_ids``, by id."""
@@ -322,8 +336,10 @@ class StoredState(Protocol):
         ...
 
 
-def check_batch(changes: Sequence[Change], state: StoredState) -> None:
-    """Raise what :meth:`BaseStore.commit_many` must raise for ``changes``, or nothing.
+def check_batch(
+    changes: Sequence[Change], state: StoredState, ignored: Sequence[ResponseRecord] = ()
+) -> None:
+    """Raise what :meth:`BaseStore.commit_many` must raise for ``changes`` and ``ignored``.
 
     For a store that holds a lock over its whole state while it commits: call this
     under the lock, then write every change. It checks each change against
@@ -361,6 +377,11 @@ def check_batch(changes: Sequence[Change], state: StoredState) -> None:
                 raise TokenUsed()
             taken.add(key)
         pending[case.id] = case
+    for record in ignored:
+        key = f"response:{record.response_id}"
+        if key in taken or state.response_recorded(record.response_id):
+            raise ConcurrentUpdate(None, None, None, response_id=record.response_id)
+        taken.add(key)
 
 
 def _check_sole_active(case: Case, state: StoredState, pending: dict[str, Case]) -> None:

@@ -70,7 +70,7 @@ class MemoryStore(BaseStore):
         self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
     ) -> None:
         with self._lock:
-            check_batch(changes, self)  # everything is checked before anything is written
+            check_batch(changes, self, ignored)  # everything is checked before anything is written
             for change in changes:
                 case = change.case
                 if change.expected_version is None:
@@ -81,8 +81,7 @@ class MemoryStore(BaseStore):
                 self._responses.update((r.response_id, r) for r in change.responses)
                 if change.consume_link is not None:
                     self._used_links[change.consume_link] = case.id
-            for record in ignored:
-                self._responses.setdefault(record.response_id, record)
+            self._responses.update((record.response_id, record) for record in ignored)
 
     def query_cases(
         self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None

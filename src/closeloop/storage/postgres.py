@@ -255,6 +255,10 @@ class PostgresStore(BaseStore):
             raise
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL failed while {doing}: {type(exc).__name__}: {exc}") from exc
+        except (OverflowError, UnicodeError, ValueError) as exc:
+            # A value psycopg or the row codec could not convert.
+            raise StoreError(f"PostgreSQL could not convert a value while {doing}: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Connection[Any]]:
@@ -291,6 +295,11 @@ class PostgresStore(BaseStore):
         except psycopg.Error as exc:
             raise StoreError(
                 f"PostgreSQL failed while {doing} ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
+        except (OverflowError, UnicodeError, ValueError) as exc:
+            raise StoreError(
+                f"PostgreSQL could not convert a value while {doing} ({type(exc).__name__}: "
+                f"{exc}); nothing was written"
             ) from exc
 
     @property
@@ -347,15 +356,22 @@ class PostgresStore(BaseStore):
                 if changes:
                     self._apply(conn, changes)
                 if ignored:
-                    _execute(conn, self._sql["insert_response"],
-                             [_CODEC.response_row(record) for record in ignored])
+                    recorded = _returned(conn, self._sql["insert_response"],
+                                         [_CODEC.response_row(record) for record in ignored])
+                    if len(recorded) != len(ignored):
+                        seen: set[str] = set()
+                        for record in ignored:  # the first one known before, or given twice
+                            if record.response_id not in recorded or record.response_id in seen:
+                                raise ConcurrentUpdate(None, None, None,
+                                                       response_id=record.response_id)
+                            seen.add(record.response_id)
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.Error) and _rolled_back(exc.__cause__):
                 # Deadlock or serialisation failure: the server rolled everything back.
                 if changes:
                     first = changes[0]
                     raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
-                raise ConcurrentUpdate(ignored[0].case_id or "", None, None,
+                raise ConcurrentUpdate(None, None, None,
                                        response_id=ignored[0].response_id) from exc
             raise
 

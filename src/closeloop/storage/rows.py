@@ -8,13 +8,15 @@ JSON text; PostgreSQL: ``timestamptz``, ``text[]`` and ``jsonb``). A
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
+from closeloop.errors import CloseLoopError, StoreError
 from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status, trusted
 
 __all__ = [
@@ -69,6 +71,37 @@ def _same(value: Any) -> Any:
     return value
 
 
+_Decoded = TypeVar("_Decoded")
+
+
+def _decoding(
+    what: str,
+) -> Callable[[Callable[[RowCodec, Sequence[Any]], _Decoded]], Callable[[RowCodec, Sequence[Any]], _Decoded]]:
+    """Turn any failure to read a stored row into a StoreError naming what it was.
+
+    A row damaged behind closeloop's back (a time out of range, broken JSON, an
+    unknown status) must surface as the store's error, never as a raw
+    OverflowError or ValueError from deep inside a conversion.
+    """
+
+    def wrap(
+        decode: Callable[[RowCodec, Sequence[Any]], _Decoded],
+    ) -> Callable[[RowCodec, Sequence[Any]], _Decoded]:
+        @functools.wraps(decode)
+        def decoded(self: RowCodec, row: Sequence[Any]) -> _Decoded:
+            try:
+                return decode(self, row)
+            except (CloseLoopError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+                key = row[0] if len(row) else None
+                raise StoreError(
+                    f"a stored {what} row ({key!r}) could not be read: {type(exc).__name__}: {exc}"
+                ) from exc
+
+        return decoded
+
+    return wrap
+
+
 @frozen
 class RowCodec:
     """Row conversions for one SQL dialect.
@@ -113,6 +146,7 @@ class RowCodec:
             self._optional_out(case.closed_at), case.version,
         )
 
+    @_decoding("case")
     def case_from_row(self, row: Sequence[Any]) -> Case:
         """A case from a row of :data:`CASE_COLUMNS`.
 
@@ -136,6 +170,7 @@ class RowCodec:
             event.comment, event.via, self.data_out(event_extra(event)),
         )
 
+    @_decoding("event")
     def event_from_row(self, row: Sequence[Any]) -> Event:
         """An event from a row of :data:`EVENT_COLUMNS`."""
         data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
@@ -151,6 +186,7 @@ class RowCodec:
             notice.attempts, notice.last_error, self._optional_out(notice.sent_at),
         )
 
+    @_decoding("notice")
     def notice_from_row(self, row: Sequence[Any]) -> Notice:
         """A notice from a row of :data:`NOTICE_COLUMNS`."""
         return Notice(
@@ -166,6 +202,7 @@ class RowCodec:
             self.time_out(record.submitted_at), self.time_out(record.received_at),
         )
 
+    @_decoding("response")
     def response_from_row(self, row: Sequence[Any]) -> ResponseRecord:
         """A response record from a row of :data:`RESPONSE_COLUMNS`."""
         return ResponseRecord(

@@ -227,10 +227,7 @@ class SQLiteStore(BaseStore):
             for change in changes:
                 self._apply(conn, change)
             if ignored:
-                conn.executemany(
-                    INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
-                    [CODEC.response_row(record) for record in ignored],
-                )
+                _record_ignored(conn, ignored, {r.response_id for c in changes for r in c.responses})
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
         case = change.case
@@ -529,6 +526,34 @@ class SQLiteStore(BaseStore):
 # -- rows -------------------------------------------------------------------------------
 
 
+def _record_ignored(
+    conn: sqlite3.Connection, records: Sequence[ResponseRecord], batch_ids: set[str]
+) -> None:
+    """Insert response records; ConcurrentUpdate (rolling the batch back) if one is known.
+
+    ``batch_ids`` are the response ids the batch's changes recorded just before.
+    """
+    (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM responses").fetchone()
+    before = conn.total_changes
+    conn.executemany(
+        INSERT_RESPONSE.replace("INSERT", "INSERT OR IGNORE", 1),
+        [CODEC.response_row(record) for record in records],
+    )
+    if conn.total_changes - before == len(records):
+        return
+    # Rare: name the first id that was recorded before this batch, or given twice.
+    seen = set(batch_ids)
+    for record in records:
+        known = conn.execute(
+            "SELECT 1 FROM responses WHERE response_id = ? AND rowid <= ?",
+            (record.response_id, top),
+        ).fetchone()
+        if known is not None or record.response_id in seen:
+            raise ConcurrentUpdate(None, None, None, response_id=record.response_id)
+        seen.add(record.response_id)
+    raise StoreError("fewer response records were written than given")  # pragma: no cover
+
+
 @contextmanager
 def _translated(doing: str) -> Iterator[None]:
     """Turn sqlite3's exceptions into StoreError; closeloop's own pass through."""
@@ -538,3 +563,8 @@ def _translated(doing: str) -> Iterator[None]:
         raise
     except sqlite3.Error as exc:
         raise StoreError(f"SQLite failed while {doing}: {exc}") from exc
+    except (OverflowError, UnicodeError, ValueError) as exc:
+        # A value the driver or the row codec could not convert (a datetime out of
+        # range, undecodable text, malformed JSON in a damaged row).
+        raise StoreError(f"SQLite could not convert a value while {doing}: "
+                         f"{type(exc).__name__}: {exc}") from exc
