@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from closeloop import (
@@ -459,3 +459,27 @@ def test_mangled_payloads_raise_only_closeloop_errors(
     except CloseLoopError:
         return
     assert all(isinstance(item, SurveyResponse) for item in result)
+
+
+SIGNED_SOURCES: list[tuple[str, Callable[[], Any], str]] = [
+    ("delighted", lambda: Delighted("k"), "X-Delighted-Webhook-Signature"),
+    ("typeform", lambda: typeform("k"), "Typeform-Signature"),
+    ("surveymonkey", lambda: SurveyMonkey(_fetch, mapping=FETCHED_MAPPING, client_id="c",
+                                          client_secret="k"), "Sm-Signature"),
+    ("qualtrics", lambda: Qualtrics(_fetch, token="k"), "X-Closeloop-Token"),
+    ("asknicely", lambda: AskNicely("k"), "Authorization"),
+    ("jsonmapping", lambda: JsonMapping({"id": "id", "customer_id": "c"}, secret="k",
+                                        timestamp_header="X-Ts"), "X-Signature"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "header_name"), SIGNED_SOURCES, ids=[s[0] for s in SIGNED_SOURCES])
+@settings(max_examples=100, deadline=None)
+@given(value=st.text(max_size=80), stamp=st.text(max_size=14), raw=st.binary(max_size=64))
+def test_mangled_signatures_are_signature_invalid(
+    name: str, make: Callable[[], Any], header_name: str, value: str, stamp: str, raw: bytes
+) -> None:
+    """Any signature header value (or timestamp) that is not the tool's is SignatureInvalid, never a crash."""
+    assume(value.strip() != "k")  # the shared token itself, for the token-guarded tools
+    with pytest.raises(SignatureInvalid):
+        make().parse(raw, {header_name: value, "X-Ts": stamp, "Sm-Apikey": "c"})
