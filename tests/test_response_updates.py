@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from closeloop import CloseLoop, ResponseUpdated, SurveyResponse
-from closeloop.intake import changed_fields, response_content
+from closeloop.response_content import changed_fields, response_content
 from closeloop.storage import MemoryStore, SQLiteStore, Store
 from closeloop.storage.sqlite import MIGRATIONS
 from closeloop.testing import FixedClock

@@ -7,8 +7,8 @@ and ``backtest`` live here. The rules:
   not; ingesting the same id again with the same content changes nothing and
   returns the same case.
 - **Updates.** The same id with other content (a late comment, a changed score,
-  a box ticked on a later page: see :func:`response_content`) updates the
-  recorded response. Its case gets a ``"response_updated"`` event saying what
+  a box ticked on a later page; see :mod:`closeloop.response_content`) updates
+  the recorded response. Its case gets a ``"response_updated"`` event saying what
   changed, and the triggers run again on the new content: a response that had
   opened nothing now opens or joins a case, once.
 - **One case per customer at a time** (``dedupe="open-case"``, the default):
@@ -23,15 +23,21 @@ and ``backtest`` live here. The rules:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-from attrs import evolve, field, frozen
+from attrs import evolve, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput, TokenUsed
+from closeloop.intake_results import (
+    BacktestSummary,
+    Decision,
+    IngestOutcome,
+    IngestSummary,
+    OutcomeKind,
+)
 from closeloop.model import (
     Assigned,
     Case,
@@ -45,21 +51,14 @@ from closeloop.model import (
     SurveyResponse,
 )
 from closeloop.notify.templates import render_assignment
+from closeloop.response_content import changed_fields, response_content
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
-from closeloop.validate import check_positive_int, thaw
+from closeloop.validate import check_positive_int
 from closeloop.workflow import check_transition
 
-__all__ = [
-    "BacktestSummary",
-    "Decision",
-    "Dedupe",
-    "IngestOutcome",
-    "IngestSummary",
-    "changed_fields",
-    "response_content",
-]
+__all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
 
 #: How often a lost race (another process ingested first) is retried.
 _ATTEMPTS = 5
@@ -72,36 +71,6 @@ _SUMMARY_KIND = {"opened": "open", "joined": "attach", "updated": "update",
 _UNSEEN = object()
 #: Who a ``response_updated`` event says made the change: the survey tool's delivery.
 _VIA_SURVEY = "survey"
-
-
-def response_content(response: SurveyResponse) -> str:
-    """What a response says, as canonical JSON: score, contact box, comment and answers.
-
-    Two deliveries of one response id with equal content are duplicates; with
-    different content the later one is an update. The id, customer and
-    ``submitted_at`` are not part of it: they identify the response, and stay as
-    first recorded.
-    """
-    return json.dumps(
-        {"score": response.score, "contact_requested": response.contact_requested,
-         "comment": response.comment, "answers": thaw(response.answers)},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    )
-
-
-def changed_fields(old: str, new: str) -> tuple[str, ...]:
-    """What differs between two :func:`response_content` texts.
-
-    Names are ``"score"``, ``"contact_requested"``, ``"comment"`` and
-    ``"answers.<name>"`` for each top-level answer added, removed or changed.
-    """
-    before, after = json.loads(old), json.loads(new)
-    changed = [name for name in ("score", "contact_requested", "comment")
-               if before.get(name) != after.get(name)]
-    answers_before, answers_after = before.get("answers") or {}, after.get("answers") or {}
-    changed += [f"answers.{name}" for name in sorted({*answers_before, *answers_after})
-                if answers_before.get(name) != answers_after.get(name)]
-    return tuple(changed)
 
 
 @frozen
@@ -148,113 +117,6 @@ class Dedupe:
         if self.cooldown is not None and latest.closed_at is not None:
             return latest if now - latest.closed_at < self.cooldown else None
         return None
-
-
-@frozen
-class Decision:
-    """What ingesting one response does (or, from explain/backtest, would do).
-
-    Attributes:
-        response_id: the response.
-        outcome: ``"open"``, ``"attach"``, ``"ignore"`` (no trigger matched),
-            ``"duplicate"`` (this response id was ingested before, with the same
-            content) or ``"update"`` (ingested before with other content: the
-            case holding it, if any, records the change).
-        triggers: every trigger with matched yes/no and why.
-        reasons: the reasons the case gets (matched triggers' reasons).
-        trigger: the first matching trigger's name (it routes a new case), if any.
-        case_id: the case attached to (attach) or already holding it (duplicate).
-        assignee: who a new case would be assigned to; round-robin routes are
-            previewed without taking a turn, so this may differ from ingest.
-        priority, due_at: of the case that would open.
-    """
-
-    response_id: str
-    outcome: Literal["open", "attach", "ignore", "duplicate", "update"]
-    triggers: tuple[TriggerExplanation, ...] = ()
-    reasons: tuple[str, ...] = ()
-    case_id: str | None = None
-    assignee: str | None = None
-    priority: str | None = None
-    due_at: datetime | None = None
-    trigger: str | None = None
-
-
-#: What ingesting one response did; see :class:`IngestOutcome`.
-OutcomeKind = Literal["opened", "joined", "updated", "duplicate", "ignored"]
-
-
-@frozen
-class IngestOutcome:
-    """What :meth:`~closeloop.CloseLoop.ingest_outcome` did with one response.
-
-    Decided by the transaction that wrote it, so concurrent deliveries of the
-    same response are each told the truth: one ``"opened"``, the rest
-    ``"duplicate"``.
-
-    Attributes:
-        kind: ``"opened"`` (a new case), ``"joined"`` (attached to the customer's
-            case), ``"updated"`` (a response seen before arrived with new
-            content), ``"duplicate"`` (seen before, same content: nothing
-            written) or ``"ignored"`` (no trigger matched; recorded, no case).
-        case: the case opened, joined or already holding the response; ``None``
-            when no case holds it.
-        response_id: the response.
-    """
-
-    kind: OutcomeKind
-    case: Case | None
-    response_id: str
-
-
-@frozen
-class IngestSummary:
-    """What :meth:`~closeloop.CloseLoop.ingest_many` did.
-
-    ``cases`` maps each ingested response id to the case it opened, joined or
-    updated (``None`` when it matched no trigger). ``updated`` counts responses
-    seen before that arrived with new content and opened or joined nothing
-    (an update that opens or joins a case counts there).
-    """
-
-    opened: int
-    attached: int
-    ignored: int
-    duplicates: int
-    cases: Mapping[str, str | None] = field(factory=dict)
-    updated: int = 0
-
-
-@frozen
-class BacktestSummary:
-    """What a batch of responses would do under the current rules; nothing is written.
-
-    Attributes:
-        responses: how many were examined.
-        would_open: cases that would open.
-        would_attach: responses that would join a case (existing or opened earlier in the batch).
-        attached_to_existing: of those, responses joining a case already in the store.
-        ignored: responses no trigger matches.
-        duplicates: responses already ingested with the same content (or repeated
-            within the batch).
-        opened_by_trigger: cases that would open, by first matching trigger.
-        matched_by_trigger: responses each trigger matches (all matches, not just the first).
-        opened_by_assignee: cases that would open, by assignee (``None`` = unassigned).
-        decisions: one Decision per response, in order.
-    """
-
-    responses: int
-    would_open: int
-    would_attach: int
-    attached_to_existing: int
-    ignored: int
-    duplicates: int
-    opened_by_trigger: Mapping[str, int]
-    matched_by_trigger: Mapping[str, int]
-    opened_by_assignee: Mapping[str | None, int]
-    decisions: tuple[Decision, ...]
-    #: Responses ingested before that arrive with new content (see Decision "update").
-    updated: int = 0
 
 
 class _PreviewRotation:

@@ -311,7 +311,7 @@ class ResponseRecord:
     ``"attached"`` (it was attached to ``case_id``) or ``"ignored"`` (no trigger
     matched; ``case_id`` is ``None``). ``content`` is the response's score, contact
     box, comment and answers as canonical JSON (see
-    :func:`~closeloop.intake.response_content`): a later delivery with other content
+    :func:`~closeloop.response_content.response_content`): a later delivery with other content
     is an update, with the same content a duplicate. It is ``None`` for records
     written before closeloop kept it; a repeat of those is taken as a duplicate.
     """
