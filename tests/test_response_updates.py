@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import threading
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import postgres_server
 from closeloop import CloseLoop, ResponseUpdated, SurveyResponse
 from closeloop.response_content import changed_fields, response_content
 from closeloop.storage import MemoryStore, SQLiteStore, Store
@@ -189,3 +191,34 @@ def test_memory_store_keeps_record_order_on_update() -> None:
     loop.ingest(SurveyResponse(id="r-2", customer_id="c-2", score=9))
     loop.ingest(SurveyResponse(id="r-1", customer_id="c-1", score=10))
     assert [r.response_id for r in loop.store.find_responses()] == ["r-1", "r-2"]
+
+
+@pytest.mark.postgres
+def test_postgres_schema_from_before_updates_migrates_without_loss() -> None:
+    """A PostgreSQL schema one migration old keeps its responses; a repeat of one is a duplicate."""
+    if not postgres_server.available():
+        pytest.skip("no PostgreSQL server")
+    import psycopg
+
+    from closeloop.storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
+    from postgres_workers import DSN_VARIABLE, ScratchPostgresStore, scratch_schema
+
+    dsn, schema = os.environ[DSN_VARIABLE], scratch_schema()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".schema_migrations (version integer PRIMARY KEY, '
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for number, script in enumerate(PG_MIGRATIONS[:-1], start=1):
+            conn.execute(script.format(schema=f'"{schema}"'))
+            conn.execute(f'INSERT INTO "{schema}".schema_migrations (version) VALUES (%s)', (number,))
+        conn.execute(f'INSERT INTO "{schema}".responses (response_id, customer_id, outcome, score, '
+                     "submitted_at, received_at) VALUES ('r-old', 'c-1', 'ignored', 9, now(), now())")
+    store = ScratchPostgresStore(dsn, schema=schema)
+    try:
+        assert store.schema_version == len(PG_MIGRATIONS)
+        record = store.responses(["r-old"])["r-old"]
+        assert (record.score, record.outcome, record.content) == (9, "ignored", None)
+        loop = CloseLoop(store=store, triggers=rules())
+        assert loop.ingest_outcome(SurveyResponse(id="r-old", customer_id="c-1", score=1)).kind == "duplicate"
+    finally:
+        store.close()
