@@ -58,3 +58,13 @@ def test_report(tmp_path: Path) -> None:
     assert "Detractor cases opened in the last 7 days" in out
     again = run_example("report.py", "--sqlite", str(tmp_path / "month.db"), cwd=tmp_path)
     assert again == out
+
+
+def test_survey_webhook(tmp_path: Path) -> None:
+    """The webhook example serves Delighted over HTTP: opened, updated by the late comment, duplicate."""
+    out = run_example("survey_webhook.py", cwd=tmp_path)
+    assert re.search(r"created \(score 4\) +-> 200 opened", out)
+    assert re.search(r"updated \(comment\) +-> 200 updated", out)
+    assert re.search(r"updated again \(a retry\) +-> 200 duplicate", out)
+    assert "assigned to cx-team, reasons detractor, churn-risk" in out
+    assert re.search(r"response_updated +by 5975 +Billing is a mess", out)

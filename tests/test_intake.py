@@ -19,6 +19,7 @@ from closeloop import (
     Opened,
     Priority,
     ResponseAttached,
+    ResponseUpdated,
     Status,
     SurveyResponse,
 )
@@ -83,7 +84,7 @@ class TestIngest:
         """A response matching no trigger returns None, opens nothing, and stays None when repeated."""
         assert ingesting.ingest(response(score=9)) is None
         assert ingesting.store.responses(["r-1"])["r-1"].outcome == "ignored"
-        assert ingesting.ingest(response(score=0)) is None  # same id: already seen
+        assert ingesting.ingest(response(score=9)) is None  # same id, same content: a duplicate
         assert ingesting.cases() == []
 
     def test_same_response_a_hundred_times_opens_one_case(self, ingesting: CloseLoop) -> None:
@@ -280,6 +281,12 @@ def test_explain_agrees_with_ingest(steps: list[tuple[SurveyResponse, bool]]) ->
         elif decision.outcome == "attach":
             assert case is not None and case.id == decision.case_id
             assert case.response_ids[-1] == item.id
+        elif decision.outcome == "update":
+            assert before is not None and (case.id if case else None) == decision.case_id
+            if case is not None:
+                last = loop.history(case.id)[-1]
+                assert isinstance(last, ResponseUpdated) and last.response_id == item.id
+                assert set(decision.reasons) <= set(case.reasons)
         else:
             assert case is not None and case.response_ids == (item.id,)
             assert (case.reasons, case.assignee) == (decision.reasons, decision.assignee)

@@ -13,10 +13,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from closeloop import CloseLoopError, InvalidInput, SignatureInvalid, SurveyResponse
+from closeloop import (
+    CloseLoop,
+    CloseLoopError,
+    InvalidInput,
+    ResponseUpdated,
+    SignatureInvalid,
+    SurveyResponse,
+)
 from closeloop.sources import AskNicely, Delighted, JsonMapping, Qualtrics, SurveyMonkey, Typeform
 from closeloop.storage import SQLiteStore
 from closeloop.testing import FixedClock
@@ -168,22 +175,28 @@ class TestDelighted:
         assert response.id == "5435" and response.customer_id == "charlie_gravis@example.com"
         assert response.comment == "Your service is fast and flawless!"
 
-    def test_created_then_updated_opens_one_case_and_fires_comment_trigger_on_ingest(
-        self, tmp_path: Any
-    ) -> None:
-        """Ingesting the documented .created then .updated opens one case (the update is the lead's).
+    def test_created_then_updated_is_one_case_holding_the_late_comment(self, tmp_path: Any) -> None:
+        """Documented .created then .updated: "opened" then "updated", one case, the comment in its
+        history, and the comment-matching trigger fires on the update.
 
         https://app.delighted.com/docs/api/webhooks
         """
-        from outcome_helper import OutcomeLoop  # TEMPORARY until ingest_outcome lands
-
-        loop = OutcomeLoop(store=SQLiteStore(tmp_path / "d.db"),
-                           triggers=[Trigger("promoter", nps_between(9, 10)),
-                                     Trigger("praise", comment_contains("flawless"))])
+        loop = CloseLoop(store=SQLiteStore(tmp_path / "d.db"),
+                         triggers=[Trigger("promoter", nps_between(9, 10)),
+                                   Trigger("praise", comment_contains("flawless"))])
         first = loop.ingest_outcome(Delighted().parse(body(DELIGHTED_CREATED), {})[0])
-        assert first.kind == "opened" and first.case is not None
-        assert first.case.reasons == ("promoter",)
-        assert len(loop.cases()) == 1
+        second = loop.ingest_outcome(Delighted().parse(body(DELIGHTED_UPDATED), {})[0])
+        assert (first.kind, second.kind) == ("opened", "updated")
+        assert first.case is not None and first.case.reasons == ("promoter",)
+        assert second.case is not None and second.case.id == first.case.id
+        assert second.case.reasons == ("promoter", "praise")
+        (case,) = loop.cases()
+        update = loop.history(case.id)[-1]
+        assert isinstance(update, ResponseUpdated) and update.changed == ("comment",)
+        assert update.comment == "Your service is fast and flawless!" and "praise" in update.reasons
+        again = loop.ingest_outcome(Delighted().parse(body(DELIGHTED_UPDATED), {})[0])
+        assert again.kind == "duplicate"  # Delighted retrying the same event changes nothing
+        loop.store.close()
 
     def test_unsubscribe_gives_nothing(self) -> None:
         """An unsubscribe.created event carries no response."""
@@ -446,3 +459,27 @@ def test_mangled_payloads_raise_only_closeloop_errors(
     except CloseLoopError:
         return
     assert all(isinstance(item, SurveyResponse) for item in result)
+
+
+SIGNED_SOURCES: list[tuple[str, Callable[[], Any], str]] = [
+    ("delighted", lambda: Delighted("k"), "X-Delighted-Webhook-Signature"),
+    ("typeform", lambda: typeform("k"), "Typeform-Signature"),
+    ("surveymonkey", lambda: SurveyMonkey(_fetch, mapping=FETCHED_MAPPING, client_id="c",
+                                          client_secret="k"), "Sm-Signature"),
+    ("qualtrics", lambda: Qualtrics(_fetch, token="k"), "X-Closeloop-Token"),
+    ("asknicely", lambda: AskNicely("k"), "Authorization"),
+    ("jsonmapping", lambda: JsonMapping({"id": "id", "customer_id": "c"}, secret="k",
+                                        timestamp_header="X-Ts"), "X-Signature"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "header_name"), SIGNED_SOURCES, ids=[s[0] for s in SIGNED_SOURCES])
+@settings(max_examples=100, deadline=None)
+@given(value=st.text(max_size=80), stamp=st.text(max_size=14), raw=st.binary(max_size=64))
+def test_mangled_signatures_are_signature_invalid(
+    name: str, make: Callable[[], Any], header_name: str, value: str, stamp: str, raw: bytes
+) -> None:
+    """Any signature header value (or timestamp) that is not the tool's is SignatureInvalid, never a crash."""
+    assume(value.strip() != "k")  # the shared token itself, for the token-guarded tools
+    with pytest.raises(SignatureInvalid):
+        make().parse(raw, {header_name: value, "X-Ts": stamp, "Sm-Apikey": "c"})

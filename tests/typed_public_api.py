@@ -82,3 +82,15 @@ def walkthrough() -> None:
     kind: str = outcome.kind
     stats: WorkerStats = loop.run_worker(stop=threading.Event(), handle_signals=False)
     print(current, home, events, counts, view, confirmed, fields, MemoryStore(), kind, stats)
+    sources_and_rules(loop)
+
+
+def sources_and_rules(loop: CloseLoop) -> None:
+    """The survey sources, webhook_app and the rule check, as docs/sources.md uses them."""
+    from closeloop.rules import Finding, check
+    from closeloop.sources import Delighted, Typeform, webhook_app
+
+    parsed: list[SurveyResponse] = Delighted().parse(b'{"event_type": "unsubscribe.created"}', {})
+    app = webhook_app(loop, Typeform("s", score_ref="nps", customer_field="user_id"))
+    findings: list[Finding] = check(loop.triggers, sample=parsed)
+    print(app, [f.message for f in findings])

@@ -4,7 +4,13 @@ The facade's :meth:`~closeloop.CloseLoop.ingest`, ``ingest_many``, ``explain``
 and ``backtest`` live here. The rules:
 
 - **Idempotent per response id.** Every ingested response is recorded, matched or
-  not; ingesting the same id again changes nothing and returns the same case.
+  not; ingesting the same id again with the same content changes nothing and
+  returns the same case.
+- **Updates.** The same id with other content (a late comment, a changed score,
+  a box ticked on a later page; see :mod:`closeloop.response_content`) updates
+  the recorded response. Its case gets a ``"response_updated"`` event saying what
+  changed, and the triggers run again on the new content: a response that had
+  opened nothing now opens or joins a case, once.
 - **One case per customer at a time** (``dedupe="open-case"``, the default):
   while the customer's latest case is not Closed, a new matching response is
   attached to it (a ``"response_attached"`` event) instead of opening another.
@@ -18,13 +24,20 @@ and ``backtest`` live here. The rules:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-from attrs import evolve, field, frozen
+from attrs import evolve, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput, TokenUsed
+from closeloop.intake_results import (
+    BacktestSummary,
+    Decision,
+    IngestOutcome,
+    IngestSummary,
+    OutcomeKind,
+)
 from closeloop.model import (
     Assigned,
     Case,
@@ -32,13 +45,15 @@ from closeloop.model import (
     Opened,
     ResponseAttached,
     ResponseRecord,
+    ResponseUpdated,
     Status,
     StatusChanged,
     SurveyResponse,
 )
 from closeloop.notify.templates import render_assignment
+from closeloop.response_content import changed_fields, response_content
 from closeloop.service import CaseService, draft
-from closeloop.storage.base import Change
+from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
 from closeloop.validate import check_positive_int, check_positive_timedelta
 from closeloop.workflow import check_transition
@@ -50,8 +65,12 @@ _ATTEMPTS = 5
 #: Responses per transaction in ingest_many.
 DEFAULT_BATCH = 500
 #: IngestSummary's counter for each outcome kind.
-_SUMMARY_KIND = {"opened": "open", "joined": "attach", "updated": "attach",
+_SUMMARY_KIND = {"opened": "open", "joined": "attach", "updated": "update",
                  "duplicate": "duplicate", "ignored": "ignore"}
+#: Marks a response id this batch has not seen (``None`` is a record without content).
+_UNSEEN = object()
+#: Who a ``response_updated`` event says made the change: the survey tool's delivery.
+_VIA_SURVEY = "survey"
 
 
 @frozen
@@ -98,105 +117,6 @@ class Dedupe:
         return None
 
 
-@frozen
-class Decision:
-    """What ingesting one response does (or, from explain/backtest, would do).
-
-    Attributes:
-        response_id: the response.
-        outcome: ``"open"``, ``"attach"``, ``"ignore"`` (no trigger matched) or
-            ``"duplicate"`` (this response id was ingested before).
-        triggers: every trigger with matched yes/no and why.
-        reasons: the reasons the case gets (matched triggers' reasons).
-        trigger: the first matching trigger's name (it routes a new case), if any.
-        case_id: the case attached to (attach) or already holding it (duplicate).
-        assignee: who a new case would be assigned to; round-robin routes are
-            previewed without taking a turn, so this may differ from ingest.
-        priority, due_at: of the case that would open.
-    """
-
-    response_id: str
-    outcome: Literal["open", "attach", "ignore", "duplicate"]
-    triggers: tuple[TriggerExplanation, ...] = ()
-    reasons: tuple[str, ...] = ()
-    case_id: str | None = None
-    assignee: str | None = None
-    priority: str | None = None
-    due_at: datetime | None = None
-    trigger: str | None = None
-
-
-#: What ingesting one response did; see :class:`IngestOutcome`.
-OutcomeKind = Literal["opened", "joined", "updated", "duplicate", "ignored"]
-
-
-@frozen
-class IngestOutcome:
-    """What :meth:`~closeloop.CloseLoop.ingest_outcome` did with one response.
-
-    Decided by the transaction that wrote it, so concurrent deliveries of the
-    same response are each told the truth: one ``"opened"``, the rest
-    ``"duplicate"``.
-
-    Attributes:
-        kind: ``"opened"`` (a new case), ``"joined"`` (attached to the customer's
-            case), ``"updated"`` (a response seen before arrived with new
-            content), ``"duplicate"`` (seen before, same content: nothing
-            written) or ``"ignored"`` (no trigger matched; recorded, no case).
-        case: the case opened, joined or already holding the response; ``None``
-            when no case holds it.
-        response_id: the response.
-    """
-
-    kind: OutcomeKind
-    case: Case | None
-    response_id: str
-
-
-@frozen
-class IngestSummary:
-    """What :meth:`~closeloop.CloseLoop.ingest_many` did.
-
-    ``cases`` maps each ingested response id to the case it opened or joined
-    (``None`` when it matched no trigger).
-    """
-
-    opened: int
-    attached: int
-    ignored: int
-    duplicates: int
-    cases: Mapping[str, str | None] = field(factory=dict)
-
-
-@frozen
-class BacktestSummary:
-    """What a batch of responses would do under the current rules; nothing is written.
-
-    Attributes:
-        responses: how many were examined.
-        would_open: cases that would open.
-        would_attach: responses that would join a case (existing or opened earlier in the batch).
-        attached_to_existing: of those, responses joining a case already in the store.
-        ignored: responses no trigger matches.
-        duplicates: responses already ingested (or repeated within the batch).
-        opened_by_trigger: cases that would open, by first matching trigger.
-        matched_by_trigger: responses each trigger matches (all matches, not just the first).
-        opened_by_assignee: cases that would open, by assignee (``None`` = unassigned).
-        decisions: one Decision per response, in order.
-    """
-
-    responses: int
-    would_open: int
-    would_attach: int
-    attached_to_existing: int
-    ignored: int
-    duplicates: int
-    opened_by_trigger: Mapping[str, int]
-    matched_by_trigger: Mapping[str, int]
-    opened_by_assignee: Mapping[str | None, int]
-    decisions: tuple[Decision, ...]
-
-
 class _PreviewRotation:
     """A rotation that starts at the beginning and is thrown away: for previews."""
 
@@ -237,7 +157,10 @@ class Intake:
     def _ingest_once(self, response: SurveyResponse) -> IngestOutcome:
         store = self.service.store
         seen = store.responses([response.id]).get(response.id)
+        content = response_content(response)
         if seen is not None:
+            if seen.content is not None and seen.content != content:
+                return self._update(response, seen, content)
             case = None if seen.case_id is None else store.get(seen.case_id)
             return IngestOutcome("duplicate", case, response.id)
         now = self.service.now()
@@ -255,18 +178,78 @@ class Intake:
         kind: OutcomeKind = "opened" if change.expected_version is None else "joined"
         return IngestOutcome(kind, change.case, response.id)
 
+    def _update(self, response: SurveyResponse, seen: ResponseRecord, content: str) -> IngestOutcome:
+        """A response recorded before arrived with other content: record it, run the triggers.
+
+        The record is swapped only if nobody changed it since it was read
+        (:class:`~closeloop.storage.base.ResponseUpdate`), so of concurrent
+        deliveries of one update exactly one says "updated".
+        """
+        store = self.service.store
+        now = self.service.now()
+        match = self.triggers.evaluate(response)
+        refreshed = evolve(seen, score=response.score, content=content)
+        if seen.case_id is not None:
+            case = store.get(seen.case_id)
+            change = self._record_update(response, match, case, seen, content, now)
+            self.service.commit_many([change], (), [ResponseUpdate(seen, refreshed)])
+            return IngestOutcome("updated", change.case, response.id)
+        if match is None:
+            store.commit_many([], (), [ResponseUpdate(seen, refreshed)])
+            return IngestOutcome("updated", None, response.id)
+        # It opened nothing before and matches now: it opens or joins a case, once.
+        latest = store.latest_cases([response.customer_id]).get(response.customer_id)
+        change = self._change(response, match, self.dedupe.target(latest, now), now)
+        (record,) = change.responses
+        update = ResponseUpdate(seen, evolve(refreshed, outcome=record.outcome, case_id=record.case_id))
+        self.service.commit_many([evolve(change, responses=())], (), [update])
+        kind: OutcomeKind = "opened" if change.expected_version is None else "joined"
+        return IngestOutcome(kind, change.case, response.id)
+
+    def _record_update(
+        self, response: SurveyResponse, match: Match | None, case: Case, seen: ResponseRecord,
+        content: str, now: datetime,
+    ) -> Change:
+        """The ``response_updated`` event on the case that holds the response."""
+        assert seen.content is not None  # only a record with content can be updated
+        changed = changed_fields(seen.content, content)
+        reasons = () if match is None else match.reasons
+        return self.service.advance(
+            case,
+            draft(ResponseUpdated, actor=response.customer_id, via=_VIA_SURVEY,
+                  comment=response.comment if "comment" in changed else None,
+                  response_id=response.id, changed=changed, score=response.score,
+                  reasons=reasons),
+            now=now, reasons=tuple(dict.fromkeys((*case.reasons, *reasons))),
+        )
+
     def explain(self, response: SurveyResponse) -> Decision:
         _check_response(response)
         store = self.service.store
         explanations = tuple(self.triggers.explain(response))
         seen = store.responses([response.id]).get(response.id)
-        if seen is not None:
-            return Decision(response.id, "duplicate", explanations, case_id=seen.case_id)
         match = self.triggers.evaluate(response)
+        if seen is not None:
+            earlier = self._earlier(response, seen.content, seen.case_id, match, explanations)
+            if earlier is not None:
+                return earlier
         if match is None:
             return Decision(response.id, "ignore", explanations)
         latest = store.latest_cases([response.customer_id]).get(response.customer_id)
         return self._decide(response, match, latest, explanations, _PreviewRotation())
+
+    @staticmethod
+    def _earlier(
+        response: SurveyResponse, content: str | None, case_id: str | None, match: Match | None,
+        explanations: tuple[TriggerExplanation, ...],
+    ) -> Decision | None:
+        """The decision for a response id seen before; ``None`` when it would open or join."""
+        if content is None or content == response_content(response):
+            return Decision(response.id, "duplicate", explanations, case_id=case_id)
+        if case_id is None and match is not None:
+            return None  # it opened nothing before and matches now: decided as a new one
+        reasons = () if match is None else match.reasons
+        return Decision(response.id, "update", explanations, reasons, case_id=case_id)
 
     # -- batches ----------------------------------------------------------------------
 
@@ -278,19 +261,26 @@ class Intake:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             try:
-                self._ingest_chunk(chunk, counts, cases)
+                updates = self._ingest_chunk(chunk, counts, cases)
             except (ConcurrentUpdate, TokenUsed):
                 # Another process got in between: settle this chunk one by one.
-                for response in chunk:
-                    self._ingest_counted(response, counts, cases)
+                updates = chunk
+            for response in updates:
+                self._ingest_counted(response, counts, cases)
         return IngestSummary(
             opened=counts["open"], attached=counts["attach"], ignored=counts["ignore"],
-            duplicates=counts["duplicate"], cases=cases,
+            duplicates=counts["duplicate"], cases=cases, updated=counts["update"],
         )
 
     def _ingest_chunk(
         self, chunk: Sequence[SurveyResponse], counts: Counter[str], cases: dict[str, str | None]
-    ) -> None:
+    ) -> list[SurveyResponse]:
+        """Commit the chunk's new responses in one transaction; return its updates.
+
+        Updates (an id seen before, or earlier in the chunk, with other content)
+        are left to the caller, which ingests them one by one after this commit:
+        each is a compare-and-swap of its own.
+        """
         store = self.service.store
         now = self.service.now()
         seen = store.responses([r.id for r in chunk])
@@ -299,13 +289,19 @@ class Intake:
         ignored: list[ResponseRecord] = []
         outcome: dict[str, tuple[str, str | None]] = {}  # response id -> (kind, case id)
         duplicates: list[tuple[str, str | None]] = []
+        updates: list[SurveyResponse] = []
+        contents: dict[str, str | None] = {r.id: seen[r.id].content for r in chunk if r.id in seen}
         for response in chunk:
-            if response.id in seen:
-                duplicates.append((response.id, seen[response.id].case_id))
+            earlier = contents.get(response.id, _UNSEEN)
+            if earlier is not _UNSEEN:
+                if earlier is not None and earlier != response_content(response):
+                    updates.append(response)
+                elif response.id in outcome:  # repeated within this batch
+                    duplicates.append((response.id, outcome[response.id][1]))
+                else:
+                    duplicates.append((response.id, seen[response.id].case_id))
                 continue
-            if response.id in outcome:  # repeated within this batch
-                duplicates.append((response.id, outcome[response.id][1]))
-                continue
+            contents[response.id] = response_content(response)
             match = self.triggers.evaluate(response)
             if match is None:
                 ignored.append(self._record(response, "ignored", None, now))
@@ -325,6 +321,7 @@ class Intake:
         for response_id, case_id in duplicates:
             counts["duplicate"] += 1
             cases.setdefault(response_id, case_id)
+        return updates
 
     def _ingest_counted(
         self, response: SurveyResponse, counts: Counter[str], cases: dict[str, str | None]
@@ -334,7 +331,7 @@ class Intake:
         outcome = self.ingest(response)
         counts[_SUMMARY_KIND[outcome.kind]] += 1
         case_id = None if outcome.case is None else outcome.case.id
-        if outcome.kind == "duplicate":
+        if outcome.kind == "duplicate" or (outcome.kind == "updated" and case_id is None):
             cases.setdefault(response.id, case_id)
         else:
             cases[response.id] = case_id
@@ -349,17 +346,25 @@ class Intake:
         rotation = _PreviewRotation()
         decisions: list[Decision] = []
         matched: Counter[str] = Counter()
-        done: set[str] = set()
+        done: dict[str, str] = {}  # response id -> content, for repeats within the batch
         done_cases: dict[str, str | None] = {}
         for response in items:
             explanations = tuple(self.triggers.explain(response))
-            if response.id in seen or response.id in done:
-                earlier = seen.get(response.id)
-                case_id = earlier.case_id if earlier is not None else done_cases.get(response.id)
-                decisions.append(Decision(response.id, "duplicate", explanations, case_id=case_id))
-                continue
-            done.add(response.id)
             match = self.triggers.evaluate(response)
+            if response.id in seen or response.id in done:
+                stored = seen.get(response.id)
+                content: str | None
+                if response.id in done:
+                    content, case_id = done[response.id], done_cases.get(response.id)
+                else:
+                    assert stored is not None
+                    content, case_id = stored.content, stored.case_id
+                earlier = self._earlier(response, content, case_id, match, explanations)
+                done[response.id] = response_content(response)
+                if earlier is not None:
+                    decisions.append(earlier)
+                    continue
+            done[response.id] = response_content(response)
             if match is None:
                 decisions.append(Decision(response.id, "ignore", explanations))
                 continue
@@ -382,6 +387,7 @@ class Intake:
             attached_to_existing=sum(1 for d in attached if d.case_id in existing),
             ignored=sum(1 for d in decisions if d.outcome == "ignore"),
             duplicates=sum(1 for d in decisions if d.outcome == "duplicate"),
+            updated=sum(1 for d in decisions if d.outcome == "update"),
             opened_by_trigger=dict(Counter(d.trigger for d in opened if d.trigger)),
             matched_by_trigger=dict(matched),
             opened_by_assignee=dict(Counter(d.assignee for d in opened)),
@@ -487,7 +493,7 @@ class Intake:
         return ResponseRecord(
             response_id=response.id, customer_id=response.customer_id, outcome=outcome,
             received_at=now, submitted_at=response.submitted_at or now, score=response.score,
-            case_id=case_id,
+            case_id=case_id, content=response_content(response),
         )
 
     @staticmethod

@@ -40,6 +40,7 @@ __all__ = [
     "Priority",
     "ResponseAttached",
     "ResponseRecord",
+    "ResponseUpdated",
     "Status",
     "StatusChanged",
     "SurveyResponse",
@@ -261,6 +262,24 @@ class ResponseAttached(_EventBase):
 
 
 @frozen(kw_only=True)
+class ResponseUpdated(_EventBase):
+    """A response already on this case arrived again with new content (a late comment,
+    a changed score, a box ticked on a later page).
+
+    ``actor`` is the customer who changed their answers; ``comment`` is the new
+    comment when it changed; ``changed`` names what changed (``"score"``,
+    ``"contact_requested"``, ``"comment"``, ``"answers.<name>"``); ``score`` is the
+    score now; ``reasons`` are the triggers the new content matches.
+    """
+
+    kind: Literal["response_updated"] = "response_updated"
+    response_id: str = field(validator=attrs_validator(check_id))
+    changed: tuple[str, ...] = field(default=(), converter=_to_tuple)
+    score: int | None = field(default=None, validator=attrs_validator(check_score))
+    reasons: tuple[str, ...] = field(default=(), converter=_to_tuple)
+
+
+@frozen(kw_only=True)
 class Escalated(_EventBase):
     """The case was escalated (overdue or untouched); ``notified`` got the notice."""
 
@@ -269,7 +288,9 @@ class Escalated(_EventBase):
     why: str = field(default="overdue")
 
 
-Event: TypeAlias = Opened | Assigned | StatusChanged | Commented | ResponseAttached | Escalated
+Event: TypeAlias = (
+    Opened | Assigned | StatusChanged | Commented | ResponseAttached | ResponseUpdated | Escalated
+)
 
 #: Event class by its ``kind``.
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -278,6 +299,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "status_changed": StatusChanged,
     "commented": Commented,
     "response_attached": ResponseAttached,
+    "response_updated": ResponseUpdated,
     "escalated": Escalated,
 }
 
@@ -289,7 +311,11 @@ class ResponseRecord:
     Every ingested response is recorded, matched or not, so ingesting the same id
     again is recognised. ``outcome`` is ``"opened"`` (it opened ``case_id``),
     ``"attached"`` (it was attached to ``case_id``) or ``"ignored"`` (no trigger
-    matched; ``case_id`` is ``None``).
+    matched; ``case_id`` is ``None``). ``content`` is the response's score, contact
+    box, comment and answers as canonical JSON (see
+    :func:`~closeloop.response_content.response_content`): a later delivery with other content
+    is an update, with the same content a duplicate. It is ``None`` for records
+    written before closeloop kept it; a repeat of those is taken as a duplicate.
     """
 
     response_id: str = field(validator=attrs_validator(check_id))
@@ -299,6 +325,7 @@ class ResponseRecord:
     submitted_at: datetime = field(validator=attrs_validator(stored_datetime))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
     case_id: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    content: str | None = None
 
 
 @frozen(kw_only=True)

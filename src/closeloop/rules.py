@@ -35,6 +35,9 @@ names are those of :data:`default_registry` (the built-ins of
 Every mistake raises one :class:`~closeloop.errors.InvalidInput` whose
 ``field`` is the path to it, e.g.
 ``triggers[2].when.any_of[1]: unknown predicate 'nps_betwen'; did you mean 'nps_between'?``
+
+:func:`check` finds what loading cannot: triggers that can never match, triggers
+shadowed by an earlier one, answers that no sample response has.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar, overload
 
@@ -51,7 +54,8 @@ from attrs import frozen
 
 from closeloop.convert import converter
 from closeloop.errors import InvalidInput
-from closeloop.model import Priority
+from closeloop.model import Priority, SurveyResponse
+from closeloop.rulecheck import Finding, FindingKind, analyse, empty_range
 from closeloop.triggers import (
     MAX_DEPTH,
     FirstOf,
@@ -77,9 +81,13 @@ from closeloop.validate import MAX_DURATION, check_id
 
 __all__ = [
     "MAX_DATA_DEPTH",
+    "Finding",
+    "FindingKind",
     "PredicateFactory",
     "PredicateRegistry",
+    "check",
     "default_registry",
+    "load_and_check",
     "load_triggers",
     "parse_duration",
 ]
@@ -298,6 +306,84 @@ def load_triggers(data: Any, *, registry: PredicateRegistry | None = None) -> li
         seen[trigger.name] = index
         triggers.append(trigger)
     return triggers
+
+
+def check(
+    triggers: Any,
+    *,
+    sample: Sequence[SurveyResponse] | None = None,
+    registry: PredicateRegistry | None = None,
+) -> list[Finding]:
+    """Check a rule set: what can never match, what an earlier rule shadows, unknown answers.
+
+    Args:
+        triggers: :class:`~closeloop.triggers.Trigger` objects, or the plain data
+            :func:`load_triggers` reads (then a rule that cannot be read is a finding
+            of kind ``"invalid"`` instead of an error, and the others are still checked).
+        sample: survey responses (an export of real ones); when given, a trigger
+            that reads an answer none of them has is reported, with the closest
+            answer name they do have.
+        registry: for plain data, the predicate names allowed (default: the built-ins).
+
+    Returns:
+        The findings (:class:`~closeloop.rulecheck.Finding`), in rule order; empty when clean.
+
+    Example::
+
+        >>> from closeloop.rules import check
+        >>> [str(f) for f in check([{"name": "x", "when": {"nps_between": [7, 6]}}])]
+        ["trigger 'x' never matches: nps_between [7, 6] is an empty range (7 is above 6)"]
+    """
+    if not isinstance(triggers, Mapping) and all(isinstance(t, Trigger) for t in triggers):
+        return analyse(list(enumerate(triggers)), sample)
+    return load_and_check(triggers, sample=sample, registry=registry)[1]
+
+
+def load_and_check(
+    data: Any,
+    *,
+    sample: Sequence[SurveyResponse] | None = None,
+    registry: PredicateRegistry | None = None,
+) -> tuple[list[Trigger], list[Finding]]:
+    """Load what can be loaded of a rule set, and check it: the triggers and the findings.
+
+    Like :func:`check` on plain data, but also returns the triggers that could be
+    read, in order (a trigger with an empty score range or a mistake is left out:
+    the first never matches, the second is an ``"invalid"`` finding).
+    """
+    triggers = data
+    registry = default_registry if registry is None else registry
+    if isinstance(triggers, Mapping) and set(triggers) == {"triggers"}:
+        triggers = triggers["triggers"]
+    if not isinstance(triggers, list | tuple):
+        raise InvalidInput("triggers", triggers, "must be a list of triggers or of trigger mappings")
+    findings: list[Finding] = []
+    loaded: list[tuple[int, Trigger]] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(triggers):
+        path = f"triggers[{index}]"
+        name = item.get("name") if isinstance(item, Mapping) else None
+        label = name if isinstance(name, str) and name else path
+        empty = empty_range(item.get("when") if isinstance(item, Mapping) else None)
+        if empty is not None:
+            findings.append(Finding("never_matches", label, index,
+                                    f"trigger {label!r} never matches: {empty}"))
+            continue
+        try:
+            _check_nesting(item, path)
+            trigger = _trigger(item, path, registry)
+        except InvalidInput as exc:
+            findings.append(Finding("invalid", label, index, f"trigger {label!r} cannot be read: {exc}"))
+            continue
+        if trigger.name in names:
+            findings.append(Finding("invalid", label, index, f"trigger {label!r} cannot be read: "
+                                    f"the name is also used by triggers[{names[trigger.name]}]"))
+            continue
+        names[trigger.name] = index
+        loaded.append((index, trigger))
+    findings += analyse(loaded, sample)
+    findings.sort(key=lambda finding: finding.index)
+    return [trigger for _, trigger in loaded], findings
 
 
 def _check_nesting(data: Any, path: str) -> None:

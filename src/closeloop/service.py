@@ -39,7 +39,7 @@ from closeloop.model import (
 )
 from closeloop.notify.templates import RenderedNotice
 from closeloop.outbox import Outbox
-from closeloop.storage.base import Change, Store, check_change
+from closeloop.storage.base import Change, ResponseUpdate, Store, check_change
 from closeloop.validate import aware_datetime, check_id, check_optional_version
 from closeloop.workflow import CommentPolicy, check_transition
 
@@ -230,12 +230,22 @@ class CaseService:
             self.outbox.deliver(change.notices)
 
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
-        """Check and commit several changes in one transaction, then deliver their notices."""
+        """Check and commit several changes in one transaction, then deliver their notices.
+
+        ``updated`` response records are swapped in the same transaction (see
+        :class:`~closeloop.storage.base.ResponseUpdate`).
+        """
         for change in changes:
             check_change(change)
-        self.store.commit_many(changes, ignored)
+        if updated:
+            self.store.commit_many(changes, ignored, updated)
+        else:  # the two-argument call every store has always taken
+            self.store.commit_many(changes, ignored)
         if self.deliver_notices:
             notices = [notice for change in changes for notice in change.notices]
             if notices:

@@ -6,6 +6,7 @@ Usage::
     closeloop escalate (--db … | --app …) [--dry-run] [--fallback cx-lead] [--resend-after PT24H]
     closeloop cases    (--db … | --app …) [--assignee alice] [--status Open]
     closeloop deliver  --app myapp:make_loop [--limit 100]
+    closeloop rules check RULES.toml [--responses export.jsonl]   (see closeloop.cli.rules)
     closeloop --version
 
 ``--db`` opens a SQLite file with a bare loop (no notifier: notices wait in the
@@ -43,6 +44,7 @@ from closeloop.cli.options import (
     parse_status,
 )
 from closeloop.cli.output import case_rows, csv_text, json_text, report_metrics, report_rows, table
+from closeloop.cli.rules import add_rules_command
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.loop import CloseLoop
 from closeloop.storage.sqlite import SQLiteStore
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "for your notifiers)", ("table", "json"))
     deliver.add_argument("--limit", type=parse_limit, default=100,
                          help="deliver at most this many notices (default: 100)")
+    add_rules_command(commands)
     return parser
 
 
@@ -164,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # a command with its own module (closeloop rules …)
+        return int(handler(args))
     since: Instant | None = getattr(args, "since", None)
     until: Instant | None = getattr(args, "until", None)
     if since is not None and until is not None and until.at <= since.at:

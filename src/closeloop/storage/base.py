@@ -38,6 +38,7 @@ __all__ = [
     "Outbox",
     "ReportSource",
     "ResponseLog",
+    "ResponseUpdate",
     "Rotations",
     "Store",
     "check_change",
@@ -99,6 +100,34 @@ class Change:
     fields: frozenset[str] | None = None
 
 
+def _same_response(instance: ResponseUpdate, attribute: object, new: ResponseRecord) -> None:
+    if new.response_id != instance.old.response_id:
+        raise ValueError(f"a ResponseUpdate keeps the response id ({instance.old.response_id!r}), "
+                         f"got {new.response_id!r}")
+
+
+@frozen
+class ResponseUpdate:
+    """A compare-and-swap of one recorded response: ``old`` as it was read becomes ``new``.
+
+    It commits only if the stored record still has ``old``'s ``content``,
+    ``outcome`` and ``case_id``; otherwise the whole
+    :meth:`CaseLog.commit_many` fails with ConcurrentUpdate (``response_id`` set):
+    another process updated the response first. ``new`` has the same
+    ``response_id``; a store writes its ``outcome``, ``case_id``, ``score`` and
+    ``content`` (the other fields stay as first recorded).
+    """
+
+    old: ResponseRecord
+    new: ResponseRecord = field(validator=_same_response)
+
+    def still_current(self, stored: ResponseRecord | None) -> bool:
+        """Whether ``stored`` is still the record this update was computed from."""
+        return stored is not None and (stored.content, stored.outcome, stored.case_id) == (
+            self.old.content, self.old.outcome, self.old.case_id
+        )
+
+
 def counts_as_active(case: Case) -> bool:
     """Whether ``case`` blocks a new case under the sole-open-case rule: it is not Closed.
 
@@ -124,7 +153,8 @@ class CaseLog(Protocol):
       :class:`~closeloop.errors.CaseNotFound`. A notice id that already exists
       raises :class:`~closeloop.errors.StoreError`; a consumed link that is already
       used raises :class:`~closeloop.errors.TokenUsed`; a response id already
-      recorded raises ConcurrentUpdate with ``response_id`` set.
+      recorded raises ConcurrentUpdate with ``response_id`` set, and so does a
+      :class:`ResponseUpdate` whose record changed since it was read.
     - Stores do not validate event numbering: the service calls
       :func:`check_change` before a change reaches the store.
     - Reads return what was committed, never a half-written change. Times come
@@ -138,7 +168,10 @@ class CaseLog(Protocol):
         ...
 
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
         """Write several changes in one transaction: all of them, or (on any error) none.
 
@@ -147,7 +180,9 @@ class CaseLog(Protocol):
         that is already recorded (or given twice) fails the whole batch with
         ConcurrentUpdate naming it in ``response_id``: the caller learns that
         another process ingested it first, so an ingest summary never counts
-        another process's response as its own.
+        another process's response as its own. ``updated`` are
+        compare-and-swaps of recorded responses (see :class:`ResponseUpdate`),
+        applied after the changes in the same transaction.
         """
         ...
 
@@ -198,8 +233,11 @@ class ResponseLog(Protocol):
 
     A response id is recorded at most once: :meth:`record_responses` keeps the first
     record of an id, and a :class:`Change` recording an id already present fails as a
-    whole. Records are kept in the order they were recorded (recovery uses it to
-    order responses submitted at the same microsecond).
+    whole. A record changes only through a :class:`ResponseUpdate` given to
+    :meth:`CaseLog.commit_many` (a response that arrived again with new content);
+    it keeps its place in the recording order. Records are kept in the order they
+    were recorded (recovery uses it to order responses submitted at the same
+    microsecond).
     """
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:

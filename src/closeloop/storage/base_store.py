@@ -10,7 +10,7 @@ overrides against the defaults.
 Example::
 
     class MyStore(BaseStore):
-        def commit_many(self, changes, ignored=()): ...
+        def commit_many(self, changes, ignored=(), updated=()): ...
         def query_cases(self, *, case_ids=None, customer_ids=None): ...
         def history(self, case_id): ...
         def find_responses(self, *, response_ids=None, customer_ids=None): ...
@@ -36,9 +36,15 @@ from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError, TokenUs
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.report_reference import ReportFacts, report_from_facts
 from closeloop.reporting import Report, ReportQuery, is_overdue
-from closeloop.storage.base import Change, counts_as_active
+from closeloop.storage.base import Change, ResponseUpdate, counts_as_active
 
-__all__ = ["BaseStore", "StoredState", "check_batch", "select_escalation_candidates"]
+__all__ = [
+    "BaseStore",
+    "StoredState",
+    "check_batch",
+    "check_response_updates",
+    "select_escalation_candidates",
+]
 
 #: How often a default outbox write retries when another writer changed the notice.
 _SWAP_ATTEMPTS = 20
@@ -69,9 +75,12 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
-        """Write ``changes`` and the ``ignored`` response records atomically: all or none.
+        """Write ``changes``, the ``ignored`` records and the ``updated`` ones atomically.
 
         Checks, each against the state the earlier changes of the batch leave
         (:func:`check_batch` implements all of them):
@@ -82,14 +91,18 @@ class BaseStore(abc.ABC):
           of a case whose version is not ``expected_version``: ConcurrentUpdate;
         - a notice id that exists: :class:`~closeloop.errors.StoreError`;
         - a consumed link already used: :class:`~closeloop.errors.TokenUsed`;
-        - a response id already recorded: ConcurrentUpdate with ``response_id``.
+        - a response id already recorded: ConcurrentUpdate with ``response_id``;
+        - an update whose record changed since it was read
+          (:meth:`ResponseUpdate.still_current` is false): ConcurrentUpdate with
+          ``response_id`` (:func:`check_response_updates`).
 
         - an ``ignored`` record whose id is already recorded (or appears twice in the
           batch): ConcurrentUpdate with ``response_id`` (``case_id`` ``None``), so the
           caller learns that another process ingested it first.
 
         Writes: each case (replacing the stored one), its events appended, its
-        notices, its response records, its consumed link.
+        notices, its response records, its consumed link; then each update's
+        ``new`` record in place of the stored one (keeping its recording order).
         """
 
     @abc.abstractmethod
@@ -382,6 +395,24 @@ def check_batch(
         if key in taken or state.response_recorded(record.response_id):
             raise ConcurrentUpdate(None, None, None, response_id=record.response_id)
         taken.add(key)
+
+
+def check_response_updates(
+    updated: Sequence[ResponseUpdate], stored: Callable[[str], ResponseRecord | None]
+) -> None:
+    """Raise ConcurrentUpdate (``response_id`` set) for the first update that is out of date.
+
+    ``stored(response_id)`` is the committed record, read under the same lock the
+    write will hold. Updates are checked in order, each against what the earlier
+    ones of the batch leave.
+    """
+    pending: dict[str, ResponseRecord] = {}
+    for update in updated:
+        response_id = update.old.response_id
+        current = pending[response_id] if response_id in pending else stored(response_id)
+        if not update.still_current(current):
+            raise ConcurrentUpdate(update.old.case_id or "", None, None, response_id=response_id)
+        pending[response_id] = update.new
 
 
 def _check_sole_active(case: Case, state: StoredState, pending: dict[str, Case]) -> None:

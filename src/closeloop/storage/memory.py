@@ -18,8 +18,13 @@ from closeloop.errors import CaseNotFound
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.report_reference import report_from_parts
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change
-from closeloop.storage.base_store import BaseStore, check_batch, select_escalation_candidates
+from closeloop.storage.base import Change, ResponseUpdate
+from closeloop.storage.base_store import (
+    BaseStore,
+    check_batch,
+    check_response_updates,
+    select_escalation_candidates,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -67,10 +72,14 @@ class MemoryStore(BaseStore):
     # -- the abstract persistence methods ----------------------------------------------
 
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
         with self._lock:
             check_batch(changes, self, ignored)  # everything is checked before anything is written
+            check_response_updates(updated, self._responses.get)
             for change in changes:
                 case = change.case
                 if change.expected_version is None:
@@ -82,6 +91,12 @@ class MemoryStore(BaseStore):
                 if change.consume_link is not None:
                     self._used_links[change.consume_link] = case.id
             self._responses.update((record.response_id, record) for record in ignored)
+            for update in updated:  # replacing a key keeps its place: the recording order
+                stored = self._responses[update.new.response_id]
+                self._responses[stored.response_id] = evolve(
+                    stored, outcome=update.new.outcome, case_id=update.new.case_id,
+                    score=update.new.score, content=update.new.content,
+                )
 
     def query_cases(
         self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None

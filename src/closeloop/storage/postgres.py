@@ -46,7 +46,7 @@ from closeloop.errors import (
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change, counts_as_active
+from closeloop.storage.base import Change, ResponseUpdate, counts_as_active
 from closeloop.storage.base_store import BaseStore
 from closeloop.storage.postgres_report import report_from_postgres
 from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
@@ -106,8 +106,11 @@ _SQL = {
     "insert_notice": f"INSERT INTO {{s}}.outbox ({NOTICE_COLUMNS}) VALUES "
                      "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "insert_response": f"INSERT INTO {{s}}.responses ({RESPONSE_COLUMNS}) VALUES "
-                       "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
+                       "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
                        "RETURNING response_id",
+    "update_response": "UPDATE {s}.responses SET outcome = %s, case_id = %s, score = %s, "
+                       "content = %s WHERE response_id = %s AND content IS NOT DISTINCT FROM %s "
+                       "AND outcome = %s AND case_id IS NOT DISTINCT FROM %s RETURNING response_id",
     "use_link": "INSERT INTO {s}.used_links (link_id, case_id) VALUES (%s, %s) "
                 "ON CONFLICT (link_id) DO NOTHING RETURNING link_id",
     "responses": f"SELECT {RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
@@ -347,9 +350,12 @@ class PostgresStore(BaseStore):
                 raise ConcurrentUpdate(case.id, change.expected_version, actual)
 
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
-        if not changes and not ignored:
+        if not changes and not ignored and not updated:
             return
         try:
             with self._transaction("writing") as conn:
@@ -365,14 +371,21 @@ class PostgresStore(BaseStore):
                                 raise ConcurrentUpdate(None, None, None,
                                                        response_id=record.response_id)
                             seen.add(record.response_id)
+                for update in updated:  # one by one, to name the one that changed meanwhile
+                    row = conn.execute(self._sql["update_response"],
+                                       _CODEC.response_update_row(update.old, update.new)).fetchone()
+                    if row is None:
+                        raise ConcurrentUpdate(update.old.case_id, None, None,
+                                               response_id=update.old.response_id)
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.Error) and _rolled_back(exc.__cause__):
                 # Deadlock or serialisation failure: the server rolled everything back.
                 if changes:
                     first = changes[0]
                     raise ConcurrentUpdate(first.case.id, first.expected_version, None) from exc
-                raise ConcurrentUpdate(None, None, None,
-                                       response_id=ignored[0].response_id) from exc
+                record = ignored[0] if ignored else updated[0].old
+                raise ConcurrentUpdate(record.case_id, None, None,
+                                       response_id=record.response_id) from exc
             raise
 
     def _apply(self, conn: Connection[Any], changes: Sequence[Change]) -> None:

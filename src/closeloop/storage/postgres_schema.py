@@ -101,6 +101,10 @@ MIGRATIONS: Sequence[str] = (
         case_id text NOT NULL REFERENCES {schema}.cases (id)
     );
     """,
+    # Response updates: what a response said, so a repeat with other content is an update.
+    """
+    ALTER TABLE {schema}.responses ADD COLUMN content text;
+    """,
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -43,7 +43,9 @@ NOTICE_COLUMNS = (
     "id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
     "attempts, last_error, sent_at"
 )
-RESPONSE_COLUMNS = "response_id, customer_id, outcome, case_id, score, submitted_at, received_at"
+RESPONSE_COLUMNS = (
+    "response_id, customer_id, outcome, case_id, score, submitted_at, received_at, content"
+)
 
 
 def case_filters(
@@ -199,7 +201,7 @@ class RowCodec:
         """All of :data:`RESPONSE_COLUMNS`, in order."""
         return (
             record.response_id, record.customer_id, record.outcome, record.case_id, record.score,
-            self.time_out(record.submitted_at), self.time_out(record.received_at),
+            self.time_out(record.submitted_at), self.time_out(record.received_at), record.content,
         )
 
     @_decoding("response")
@@ -208,4 +210,15 @@ class RowCodec:
         return ResponseRecord(
             response_id=row[0], customer_id=row[1], outcome=row[2], case_id=row[3],
             score=row[4], submitted_at=self.time_in(row[5]), received_at=self.time_in(row[6]),
+            content=row[7],
         )
+
+    @staticmethod
+    def response_update_row(old: ResponseRecord, new: ResponseRecord) -> tuple[Any, ...]:
+        """The parameters of an update guarded by the old record (see ``UPDATE_RESPONSE``).
+
+        In order: the new outcome, case id, score and content; then the response id
+        and the old content, outcome and case id the stored row must still have.
+        """
+        return (new.outcome, new.case_id, new.score, new.content,
+                old.response_id, old.content, old.outcome, old.case_id)

@@ -38,7 +38,7 @@ from closeloop.errors import (
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.reporting import Report, ReportQuery
-from closeloop.storage.base import Change
+from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.storage.base_store import BaseStore
 from closeloop.storage.rows import (
     CASE_COLUMNS,
@@ -53,6 +53,7 @@ from closeloop.storage.sqlite_rows import (
     CODEC,
     INSERT_RESPONSE,
     MIGRATIONS,
+    UPDATE_RESPONSE,
     from_micros,
     split_statements,
     to_micros,
@@ -221,13 +222,21 @@ class SQLiteStore(BaseStore):
             self._apply(conn, change)
 
     def commit_many(
-        self, changes: Sequence[Change], ignored: Sequence[ResponseRecord] = ()
+        self,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord] = (),
+        updated: Sequence[ResponseUpdate] = (),
     ) -> None:
         with self._write() as conn:
             for change in changes:
                 self._apply(conn, change)
             if ignored:
                 _record_ignored(conn, ignored, {r.response_id for c in changes for r in c.responses})
+            for update in updated:  # one by one, to name the one that changed meanwhile
+                row = CODEC.response_update_row(update.old, update.new)
+                if conn.execute(UPDATE_RESPONSE, row).rowcount != 1:
+                    raise ConcurrentUpdate(update.old.case_id, None, None,
+                                           response_id=update.old.response_id)
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
         case = change.case

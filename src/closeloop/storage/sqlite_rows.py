@@ -14,7 +14,15 @@ from typing import Any
 
 from closeloop.storage.rows import RESPONSE_COLUMNS, RowCodec
 
-__all__ = ["CODEC", "INSERT_RESPONSE", "MIGRATIONS", "from_micros", "split_statements", "to_micros"]
+__all__ = [
+    "CODEC",
+    "INSERT_RESPONSE",
+    "MIGRATIONS",
+    "UPDATE_RESPONSE",
+    "from_micros",
+    "split_statements",
+    "to_micros",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -122,6 +130,10 @@ MIGRATIONS: Sequence[str] = (
         WHERE closed_at IS NOT NULL;
     CREATE INDEX responses_scores ON responses (customer_id, submitted_at, score);
     """,
+    # Response updates: what a response said, so a repeat with other content is an update.
+    """
+    ALTER TABLE responses ADD COLUMN content TEXT;
+    """,
 )
 
 def to_micros(value: datetime) -> int:
@@ -143,7 +155,12 @@ def _optional_datetime(value: int | None) -> datetime | None:
 
 
 #: Inserts one response record (parameters from ``CODEC.response_row``).
-INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: Updates one response record if it is still as read (``CODEC.response_update_row``).
+UPDATE_RESPONSE = (
+    "UPDATE responses SET outcome = ?, case_id = ?, score = ?, content = ? "
+    "WHERE response_id = ? AND content IS ? AND outcome = ? AND case_id IS ?"
+)
 
 
 def split_statements(script: str) -> list[str]:
