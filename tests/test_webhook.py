@@ -35,10 +35,22 @@ class Served:
     def __init__(self, app: Any) -> None:
         self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
         self.url = f"http://127.0.0.1:{self.server.effective_port}/hooks/typeform"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    def run(self) -> None:
+        """Serve until closed; the loop's select on the closed socket ends it."""
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # waitress has no thread-safe stop: closing its socket under the running
+            # select loop is how it ends, with EBADF. Anything before close() is real.
+            if not self.closing.is_set():
+                raise
+
     def close(self) -> None:
+        self.closing.set()
         self.server.close()
         self.thread.join(HANG_GUARD)
 
