@@ -33,17 +33,29 @@ from closeloop.validate import (
     check_comment,
     check_id,
     check_optional_id,
+    check_response_comment,
     check_score,
     optional_aware_datetime,
 )
 
-__all__ = ["NOTICE_KINDS", "CaseFacts", "Links", "Note", "NoticeContent", "ResponseFacts"]
+__all__ = [
+    "CASE_EVENTS",
+    "NOTICE_KINDS",
+    "CaseFacts",
+    "Links",
+    "Note",
+    "NoticeContent",
+    "ResponseFacts",
+]
 
-#: Every kind of notice: the two addressed to a person (``assigned``, ``escalated``)
-#: and the case-event kinds a webhook subscriber can ask for.
-NOTICE_KINDS: Final = (
-    "assigned", "escalated", "opened", "status_changed", "closed", "response_attached",
+#: The case-event kinds a channel can subscribe to (``Channel(events=...)``). A status
+#: change to Closed is ``"closed"``; every other status change is ``"status_changed"``.
+CASE_EVENTS: Final = (
+    "opened", "assigned", "status_changed", "closed", "escalated", "response_attached",
 )
+#: Every kind of notice: the two addressed to a person (``assigned``, ``escalated``)
+#: and the case-event kinds (the same names).
+NOTICE_KINDS: Final = CASE_EVENTS
 
 
 def _kind(instance: Any, attribute: Any, value: Any) -> None:
@@ -153,7 +165,7 @@ class ResponseFacts:
 
     id: str = field(validator=attrs_validator(check_id))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
-    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     submitted_at: datetime | None = field(
         default=None, validator=attrs_validator(optional_aware_datetime)
     )
