@@ -11,12 +11,18 @@ templates render it when it is delivered. Two kinds of notice reach the outbox:
   (``Channel(events=...)``) becomes one delivery on that channel
   (:meth:`NoticeWriter.for_events`), carrying the app's case link only.
 
-The deliveries of one notice share a ``message_id``. They are written in the
-same transaction as the change (:meth:`closeloop.service.CaseService.commit`).
+The deliveries of one notice share a ``message_id`` (from the loop's id
+factory). A delivery's own id starts with a process-wide counter, so deliveries
+written at the same instant are delivered in the order they were written (the
+outbox delivers oldest ``created_at`` first, then by id). They are written in
+the same transaction as the change (:meth:`closeloop.service.CaseService.commit`).
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -38,11 +44,23 @@ from closeloop.notify.channel import Channel
 from closeloop.notify.content import CaseFacts, Links, Note, NoticeContent, ResponseFacts
 from closeloop.storage.base import Change
 
-__all__ = ["DEFAULT_CHANNEL", "NoticeWriter", "event_content", "response_facts"]
+__all__ = ["DEFAULT_CHANNEL", "NoticeWriter", "delivery_id", "event_content", "response_facts"]
 
 #: The name of the one channel of a loop made with ``notifier=``, and the channel of
 #: every notice an older closeloop wrote.
 DEFAULT_CHANNEL = "default"
+
+# Starts at the wall clock in microseconds, so a restarted process keeps counting upwards.
+_ORDER = itertools.count(time.time_ns() // 1000)
+
+
+def delivery_id() -> str:
+    """A new delivery id: 16 hex digits of a process-wide counter, then 16 random ones.
+
+    Ids written later by the same process sort later, which orders the deliveries
+    of one instant (the events of one change) as they were written.
+    """
+    return f"{next(_ORDER):016x}{secrets.token_hex(8)}"
 
 
 def response_facts(record: ResponseRecord | None, response_id: str, comment: str | None
@@ -68,7 +86,7 @@ def event_content(
     Closed is ``"closed"``, any other ``"status_changed"``.
     """
     base = NoticeContent(kind="opened", case=CaseFacts.from_case(case), actor=event.actor,
-                         created_at=event.at, via=event.via, links=links)
+                         created_at=event.at, via=event.via, links=links, seq=event.seq)
     if isinstance(event, Opened):
         if event.via == "trigger" and case.response_ids:
             first = case.response_ids[0]
@@ -93,7 +111,7 @@ class NoticeWriter:
 
     Args:
         channels: the loop's channels by name.
-        new_id: makes delivery and message ids (checked by the caller's factory).
+        new_id: makes message ids (the loop's checked id factory).
         hold: how long a new delivery waits before any deliverer may claim it: the
             writer's delivery lease when it delivers right after the commit (the
             rows are its own until then), else zero (a worker takes them at once).
@@ -148,7 +166,7 @@ class NoticeWriter:
         data = content.to_dict()
         message_id = self._new_id()
         return tuple(
-            Notice(id=self._new_id(), message_id=message_id, case_id=content.case.id,
+            Notice(id=delivery_id(), message_id=message_id, case_id=content.case.id,
                    kind=content.kind, to=to, channel=name, content=data, created_at=now,
                    next_attempt_at=now + self._hold)
             for name, to in targets

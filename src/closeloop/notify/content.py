@@ -89,6 +89,11 @@ def _priority_value(value: Any) -> str:
     return Priority.parse(value).value
 
 
+def _optional_seq(field: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInput(field, value, "must be a positive integer or None")
+
+
 def _optional_url(instance: Any, attribute: Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not value.startswith(("https://", "http://"))):
         raise InvalidInput(f"links.{attribute.name}", value, "must be an http(s) URL or None")
@@ -210,6 +215,9 @@ class NoticeContent:
         from_status: for ``status_changed`` and ``closed``, the status before
             (the case's status is the one after).
         why: for ``escalated``, ``"overdue"`` or ``"untouched"``.
+        seq: for a case event, the event's position in the case's history (the
+            case's version after it): a receiver orders one case's events by it and
+            drops one it has seen. ``None`` for a notice to a person.
     """
 
     kind: str = field(validator=_kind)
@@ -222,6 +230,7 @@ class NoticeContent:
     links: Links = field(factory=Links)
     from_status: str | None = field(default=None, converter=_optional_status_value)
     why: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    seq: int | None = field(default=None, validator=attrs_validator(_optional_seq))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (strings, numbers, lists, dicts; times as ISO 8601), ready for JSON."""
