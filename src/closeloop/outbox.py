@@ -57,8 +57,9 @@ def retry_delay(attempts: int) -> timedelta:
     """How long a notice that has failed ``attempts`` times waits before the next try.
 
     The first retry may come at once (the next ``deliver_pending()``); then 1, 2, 4 …
-    minutes, at most an hour. The back-off keeps notices that cannot be delivered
-    (a user without an address) from filling every batch and starving new ones.
+    minutes, at most an hour. The back-off keeps notices that keep failing (a
+    server that refuses them, a broken template) from filling every batch and
+    starving new ones.
     """
     if attempts <= 1:
         return timedelta(0)
