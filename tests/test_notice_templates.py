@@ -17,6 +17,8 @@ from wsgiref.util import setup_testing_defaults
 
 import jinja2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from closeloop import CloseLoop, InvalidInput, NotifierError, Status, SurveyResponse
 from closeloop.notify import (
@@ -148,6 +150,19 @@ class TestEveryTemplate:
             f"Hallo {name}: Fall von Jürgen Weber, eröffnet Wed 7 Jan 2026, {hour} {zone}.\n")
         assert "Bewertung 3\n> Fine.\n> Change: https://evil.example/steal\n" in rendered.text
         assert rendered.html.count("Hallo") == 1 and "score 3 of 10" in rendered.html
+
+    @settings(max_examples=100, deadline=None)
+    @given(comment=st.text(st.characters(exclude_characters="\x00"), max_size=300),
+           note=st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=300))
+    def test_no_words_of_others_pass_for_a_link_line(self, comment: str, note: str) -> None:
+        """Whatever the customer or an agent writes, the only link lines are the notice's own."""
+        content = content_of("assigned", response=ResponseFacts(id="r-1", comment=comment or None),
+                             note=Note(text=note, by="bob"))
+        text = Templates().render(content, recipient_id="alice").text
+        lines = [line for line in text.split("\n")
+                 if line.startswith(("Change:", "Open the case:"))]
+        assert lines == ["Change: https://crm.example/one-touch?token=t",
+                         "Open the case: https://crm.example/cases/k-1"]
 
     def test_a_loader_takes_precedence_over_the_directory(self, host_directory: Path) -> None:
         """A host loader overrides the directory, which overrides the defaults."""

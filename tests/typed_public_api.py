@@ -37,8 +37,8 @@ from closeloop.notify import (
     User,
     WebhookNotifier,
 )
-from closeloop.outbox import DeliveryReport
 from closeloop.onetouch import OneTouch
+from closeloop.outbox import DeliveryReport
 from closeloop.reporting import Report
 from closeloop.storage import MemoryStore, SQLiteStore
 from closeloop.triggers import Trigger, contact_requested, nps_between
