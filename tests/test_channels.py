@@ -23,7 +23,6 @@ from closeloop import (
     SurveyResponse,
 )
 from closeloop.model import Commented
-from closeloop.notices import DEFAULT_CHANNEL
 from closeloop.notify import (
     CASE_EVENTS,
     Channel,
@@ -35,6 +34,7 @@ from closeloop.notify import (
     User,
     WebhookNotifier,
 )
+from closeloop.notify.channel import DEFAULT_CHANNEL
 from closeloop.outbox import DeliveryReport
 from closeloop.storage import Store
 from closeloop.storage.base import Change

@@ -31,11 +31,9 @@ from closeloop.model import (
     Status,
     SurveyResponse,
 )
-from closeloop.notices import DEFAULT_CHANNEL
 from closeloop.notify.base import Notifier
-from closeloop.notify.channel import Channel
+from closeloop.notify.channel import DEFAULT_CHANNEL, Channel, channels_of
 from closeloop.notify.directory import CustomerDirectory, UserDirectory
-from closeloop.notify.log import LogNotifier
 from closeloop.notify.templates import Templates
 from closeloop.onetouch.service import OneTouchService
 from closeloop.onetouch.tokens import OneTouch
@@ -152,7 +150,7 @@ class CloseLoop:
         self.store: Store = MemoryStore() if store is None else store
         if not isinstance(self.store, Store):
             raise InvalidInput("store", store, "must implement the closeloop Store protocol")
-        self.channels = _channels(notifier, notifiers)
+        self.channels = channels_of(notifier, notifiers)
         if templates is not None and not isinstance(templates, Templates):
             raise InvalidInput("templates", templates, "must be a closeloop.notify.Templates")
         for name, directory in (("users", users), ("customers", customers)):
@@ -520,30 +518,3 @@ class CloseLoop:
         check_positive_int("limit", limit)
         return self.service.outbox.deliver_pending(limit)
 
-
-def _channels(
-    notifier: Notifier | None, notifiers: Mapping[str, Notifier | Channel] | None
-) -> dict[str, Channel]:
-    """The loop's channels by name, from ``notifier=`` or ``notifiers=`` (checked)."""
-    if notifier is not None and notifiers is not None:
-        raise InvalidInput("notifiers", sorted(notifiers) if isinstance(notifiers, Mapping)
-                           else notifiers, "give notifier= or notifiers=, not both")
-    if notifiers is None:
-        single = LogNotifier() if notifier is None else notifier
-        if not isinstance(single, Notifier):
-            raise InvalidInput("notifier", notifier, "must have a send(message) method")
-        return {DEFAULT_CHANNEL: Channel(single)}
-    if not isinstance(notifiers, Mapping) or not notifiers:
-        raise InvalidInput("notifiers", notifiers,
-                           "must be a non-empty mapping of channel name to notifier or Channel")
-    channels: dict[str, Channel] = {}
-    for name, value in notifiers.items():
-        check_id("notifiers", name)
-        if isinstance(value, Channel):
-            channels[name] = value
-        elif isinstance(value, Notifier):
-            channels[name] = Channel(value)
-        else:
-            raise InvalidInput(f"notifiers[{name!r}]", value,
-                               "must be a notifier (a send(message) method) or a Channel")
-    return channels

@@ -44,11 +44,7 @@ from closeloop.notify.channel import Channel
 from closeloop.notify.content import CaseFacts, Links, Note, NoticeContent, ResponseFacts
 from closeloop.storage.base import Change
 
-__all__ = ["DEFAULT_CHANNEL", "NoticeWriter", "delivery_id", "event_content", "response_facts"]
-
-#: The name of the one channel of a loop made with ``notifier=``, and the channel of
-#: every notice an older closeloop wrote.
-DEFAULT_CHANNEL = "default"
+__all__ = ["NoticeWriter", "delivery_id", "event_content", "response_facts"]
 
 # Starts at the wall clock in microseconds, so a restarted process keeps counting upwards.
 _ORDER = itertools.count(time.time_ns() // 1000)

@@ -32,9 +32,8 @@ from attrs import evolve, frozen
 
 from closeloop.errors import NotifierError, RecipientUnknown
 from closeloop.model import Notice
-from closeloop.notices import DEFAULT_CHANNEL
 from closeloop.notify.base import Message
-from closeloop.notify.channel import Channel
+from closeloop.notify.channel import DEFAULT_CHANNEL, Channel
 from closeloop.notify.content import NoticeContent
 from closeloop.notify.directory import CustomerDirectory, User, UserDirectory
 from closeloop.notify.templates import Templates

@@ -18,7 +18,7 @@ send again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from attrs import field, frozen
@@ -26,10 +26,15 @@ from attrs import field, frozen
 from closeloop.errors import InvalidInput
 from closeloop.notify.base import Notifier
 from closeloop.notify.content import CASE_EVENTS
+from closeloop.notify.log import LogNotifier
 from closeloop.notify.templates import Templates
-from closeloop.validate import attrs_validator, check_optional_id
+from closeloop.validate import attrs_validator, check_id, check_optional_id
 
-__all__ = ["Channel"]
+__all__ = ["DEFAULT_CHANNEL", "Channel", "channels_of"]
+
+#: The name of the one channel of a loop made with ``notifier=``, and the channel of
+#: every notice an older closeloop wrote.
+DEFAULT_CHANNEL = "default"
 
 
 def _notifier(instance: Any, attribute: Any, value: Any) -> None:
@@ -93,3 +98,39 @@ class Channel:
             raise InvalidInput("events", sorted(self.events),
                                "the channel would never be sent anything: give people=True "
                                "or some events")
+
+
+def channels_of(
+    notifier: Notifier | None, notifiers: Mapping[str, Notifier | Channel] | None
+) -> dict[str, Channel]:
+    """A loop's channels by name, from its ``notifier=`` or ``notifiers=`` (checked).
+
+    One ``notifier`` (default :class:`~closeloop.notify.LogNotifier`) is the channel
+    :data:`DEFAULT_CHANNEL`; each notifier in ``notifiers`` that is not a
+    :class:`Channel` becomes one that takes the notices to people.
+
+    Raises:
+        InvalidInput: both or neither are usable; ``field`` names the bad one.
+    """
+    if notifier is not None and notifiers is not None:
+        raise InvalidInput("notifiers", sorted(notifiers) if isinstance(notifiers, Mapping)
+                           else notifiers, "give notifier= or notifiers=, not both")
+    if notifiers is None:
+        single = LogNotifier() if notifier is None else notifier
+        if not isinstance(single, Notifier):
+            raise InvalidInput("notifier", notifier, "must have a send(message) method")
+        return {DEFAULT_CHANNEL: Channel(single)}
+    if not isinstance(notifiers, Mapping) or not notifiers:
+        raise InvalidInput("notifiers", notifiers,
+                           "must be a non-empty mapping of channel name to notifier or Channel")
+    channels: dict[str, Channel] = {}
+    for name, value in notifiers.items():
+        check_id("notifiers", name)
+        if isinstance(value, Channel):
+            channels[name] = value
+        elif isinstance(value, Notifier):
+            channels[name] = Channel(value)
+        else:
+            raise InvalidInput(f"notifiers[{name!r}]", value,
+                               "must be a notifier (a send(message) method) or a Channel")
+    return channels
