@@ -83,6 +83,9 @@ class Templates:
     ``"Wed 7 Jan 2026, 10:00 CET"``), ``quoted``
     (:func:`~closeloop.notify.templates.quote_lines`) and ``one_line``.
 
+    Templates are read once, when first used: restart the process to pick up a
+    changed template file.
+
     Args:
         directory: a folder of templates that take precedence over the defaults.
         loader: a Jinja2 loader that takes precedence over ``directory`` and the
@@ -117,6 +120,8 @@ class Templates:
         loaders += [defaults, jinja2.PrefixLoader({"closeloop": defaults})]
         self.environment = SandboxedEnvironment(
             loader=jinja2.ChoiceLoader(loaders),
+            # Templates are read once: no stat() of every file on every notice.
+            auto_reload=False,
             autoescape=_is_html,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -126,6 +131,8 @@ class Templates:
         self.environment.filters["quoted"] = quote_lines
         self.environment.filters["one_line"] = one_line
         self.environment.filters["when"] = _when
+        # (kind, part, locale) -> the template chosen; a miss costs a search of every loader.
+        self._chosen: dict[tuple[str, str, str | None], jinja2.Template] = {}
 
     def names(self, kind: str, part: str, locale: str | None) -> list[str]:
         """The template names tried for this kind, part and locale, first match wins."""
@@ -171,7 +178,7 @@ class Templates:
         for part in PARTS:
             names = self.names(content.kind, part, user.locale)
             try:
-                template = self.environment.select_template(names)
+                template = self._template(content.kind, part, user.locale, names)
                 parts[part] = template.render(context)
             except jinja2.TemplateError as exc:
                 raise NotifierError(
@@ -179,6 +186,14 @@ class Templates:
                     f"(tried {', '.join(names)}): {exc}"
                 ) from exc
         return Rendered(one_line(parts["subject"]), parts["text"], parts["html"])
+
+    def _template(self, kind: str, part: str, locale: str | None,
+                  names: list[str]) -> jinja2.Template:
+        key = (kind, part, locale)
+        template = self._chosen.get(key)
+        if template is None:
+            template = self._chosen[key] = self.environment.select_template(names)
+        return template
 
     def message(
         self, content: NoticeContent, *, to: str | None, notice_id: str,
