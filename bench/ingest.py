@@ -16,14 +16,16 @@ answers, or to ``cx-team``:
   then per 500 responses, in one ``BEGIN IMMEDIATE`` transaction,
   ``executemany``-inserts the new cases (in their final state), updates the cases
   that earlier batches opened (``WHERE id = ? AND version = ?``), and inserts the
-  events (opened, assigned, response_attached), the outbox notices (subject, text
-  and HTML rendered with the same template) and a row per response. After the
-  commit it "delivers" the notices and marks them sent in one more transaction.
-  It reads nothing back from the database.
+  events (opened, assigned, response_attached), the outbox notices (one delivery
+  each, its content as the same JSON closeloop writes) and a row per response.
+  After the commit it "delivers" the notices and marks them sent in one more
+  transaction. It reads nothing back from the database.
 
 Both sides use the same fixed clock and the same id sequence, so they must
 produce **identical tables**; the first timed run of each is compared row by row
-and the benchmark fails if they differ.
+and the benchmark fails if they differ. (An outbox row's own id is closeloop's
+ordering counter, not from the id sequence; the rows are compared by their
+shared message id, every other column included.)
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,14 @@ _MICRO = timedelta(microseconds=1)
 _TABLES = {
     "cases": "id",
     "events": "case_id, seq",
-    "outbox": "id",
+    "outbox": "message_id, channel",
     "responses": "response_id",
     "rotations": "key",
+}
+#: The columns compared, where not all: a delivery's id is closeloop's own ordering counter.
+_COLUMNS = {
+    "outbox": "case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
+              "attempts, last_error, sent_at, channel, message_id, content, failed_at",
 }
 
 
@@ -226,11 +232,11 @@ class RawIngest:
                 events.append(("assigned", case_id, first, now, 2, None, "trigger",
                                json.dumps({"assignee": assignee, "previous": None},
                                           separators=(",", ":"))))
-                subject, text, html = render(case_id, r.customer_id, PRIORITY[first], names,
-                                             due_at, first, r.comment)
                 notice_id = self.new_id()
-                notices.append((notice_id, case_id, "assigned", assignee, subject, text, html, now,
-                                now + LEASE // _MICRO, 0, None, None))
+                data = content(case_id, r, assignee, PRIORITY[first], names, due_at, first)
+                notices.append((notice_id, case_id, "assigned", assignee, "", "", "", now,
+                                now + LEASE // _MICRO, 0, None, None, "default", notice_id, data,
+                                None))
                 rows.append((r.id, r.customer_id, "opened", case_id, r.score, submitted, now))
                 self.counts["open"] += 1
             conn.execute("BEGIN IMMEDIATE")
@@ -255,8 +261,8 @@ class RawIngest:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", events)
             conn.executemany(
                 "INSERT INTO outbox (id, case_id, kind, recipient, subject, text, html, created_at, "
-                "next_attempt_at, attempts, last_error, sent_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", notices)
+                "next_attempt_at, attempts, last_error, sent_at, channel, message_id, content, "
+                "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", notices)
             conn.executemany(
                 "INSERT INTO responses (response_id, customer_id, outcome, case_id, score, "
                 "submitted_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -298,23 +304,22 @@ def route(trigger: str, r: SurveyResponse) -> str:
     return manager if isinstance(manager, str) and manager.strip() else FALLBACK
 
 
-def render(case_id: str, customer: str, priority: str, reasons: list[str], due_at: datetime,
-           trigger: str, comment: str | None) -> tuple[str, str, str]:
-    """Subject, text and HTML of the assignment notice, as closeloop's template writes them."""
-    details = [("Case", case_id), ("Customer", customer), ("Status", "Open"),
-               ("Priority", priority), ("Reasons", ", ".join(reasons)),
-               ("Due", due_at.isoformat(timespec="minutes"))]
-    if comment:
-        details.append(("Comment", comment))
-    intro = f"Trigger {trigger!r} assigned you a case for customer {customer}."
-    text = "\n".join([intro, "", *(f"{label}: {value}" for label, value in details), "",
-                      "Open the case in your app to work on it."]) + "\n"
-    rows = "".join(f"<tr><th align='left'>{escape(label)}</th><td>{escape(value)}</td></tr>"
-                   for label, value in details)
-    html = ("<!doctype html><html><body style=\"font-family:sans-serif\">"
-            f"<p>{escape(intro)}</p><table>{rows}</table>"
-            "<p>Open the case in your app to work on it.</p></body></html>")
-    return f"Case {case_id} for customer {customer} assigned to you", text, html
+def content(case_id: str, r: SurveyResponse, assignee: str, priority: str, reasons: list[str],
+            due_at: datetime, trigger: str) -> str:
+    """The assignment notice's content as closeloop stores it: compact JSON, fields in order."""
+    data = {
+        "kind": "assigned",
+        "case": {"id": case_id, "customer_id": r.customer_id, "status": "open",
+                 "opened_at": NOW.isoformat(), "status_label": "Open", "custom_status": None,
+                 "priority": priority, "due_at": due_at.isoformat(), "reasons": reasons,
+                 "assignee": assignee},
+        "actor": trigger, "created_at": NOW.isoformat(), "via": "trigger", "note": None,
+        "response": {"id": r.id, "score": r.score, "comment": r.comment,
+                     "submitted_at": None if r.submitted_at is None else r.submitted_at.isoformat()},
+        "links": {"change": None, "case_page": None},
+        "from_status": None, "why": None, "seq": None,
+    }
+    return json.dumps(data, separators=(",", ":"))
 
 
 def check_same_outcome(closeloop_path: Path, summary: IngestSummary, raw_path: Path,
@@ -329,7 +334,9 @@ def check_same_outcome(closeloop_path: Path, summary: IngestSummary, raw_path: P
         for path in (closeloop_path, raw_path):
             conn = sqlite3.connect(path)
             try:
-                contents.append(conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall())
+                columns = _COLUMNS.get(table, "*")
+                contents.append(
+                    conn.execute(f"SELECT {columns} FROM {table} ORDER BY {key}").fetchall())
             finally:
                 conn.close()
         if contents[0] != contents[1]:

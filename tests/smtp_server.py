@@ -15,7 +15,7 @@ import email.policy
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
@@ -74,9 +74,10 @@ class Received:
 
 
 class _RecordingHandler:
-    def __init__(self) -> None:
+    def __init__(self, on_message: Callable[[int], None] | None = None) -> None:
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.on_message = on_message
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         auth_data: Any = session.auth_data  # the LoginPassword _Accounts accepted
@@ -84,6 +85,8 @@ class _RecordingHandler:
         transport = server.transport
         tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         with self.lock:
+            if self.on_message is not None:
+                self.on_message(len(self.received) + 1)
             self.received.append(Received(envelope, login=login, tls=tls))
         return "250 Message accepted for delivery"
 
@@ -114,6 +117,9 @@ class SmtpServer:
             requires it before anything else.
         implicit_tls: a server-side TLS context: the connection is TLS from the
             first byte (SMTPS).
+        on_message: called with the message's number (1, 2, …) before each is
+            accepted, one at a time: a test advances its clock here to make a
+            delivery take simulated time.
     """
 
     def __init__(
@@ -122,9 +128,10 @@ class SmtpServer:
         accounts: Mapping[str, str] | None = None,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        on_message: Callable[[int], None] | None = None,
     ) -> None:
         self.port = free_port()
-        self._handler = _RecordingHandler()
+        self._handler = _RecordingHandler(on_message)
         options: dict[str, Any] = {}
         if accounts is not None:
             options["authenticator"] = _Accounts(accounts)

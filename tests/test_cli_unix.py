@@ -24,7 +24,7 @@ from closeloop.testing import FixedClock
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-COMMANDS = ["report", "escalate", "cases", "deliver"]
+COMMANDS = ["report", "escalate", "cases", "deliver", "worker"]
 
 
 def run(*args: str, module: str = "closeloop") -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,9 @@
 """Delivery that does not repeat itself: racing deliverers, slow and hanging servers.
 
-Time is simulated: each delivery advances a shared clock by its duration, so a
-0.4 s delivery against a 2 s lease is exact and nothing sleeps.
+The receivers are real: an SMTP server (aiosmtpd) and an HTTP endpoint on
+loopback. Time is simulated: each message the receiver accepts advances a shared
+clock by its delivery time, so a 0.4 s delivery against a 2 s lease is exact and
+nothing sleeps.
 """
 
 from __future__ import annotations
@@ -10,42 +12,62 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from closeloop import CloseLoop
-from closeloop.notify import Message
+from closeloop.notify import Notifier, SmtpNotifier, WebhookNotifier
 from closeloop.storage import MemoryStore, SQLiteStore, Store
 from closeloop.testing import FixedClock
+from http_endpoint import Endpoint
+from smtp_server import HOST, SmtpServer
 
 LEASE = timedelta(seconds=2)
 DELIVERY = timedelta(seconds=0.4)
 KINDS = ["sqlite"] + (["postgres"] if os.environ.get("CLOSELOOP_TEST_POSTGRES_DSN") else [])
+RECEIVERS = ["smtp", "webhook"]
 
 
-class SlowServer:
-    """A notifier whose every delivery takes ``DELIVERY`` of the shared clock's time.
+class Receiver:
+    """A real server and a notifier pointed at it; ``accepted()`` lists message ids in arrival order."""
 
-    ``hang_on`` makes that delivery take ``hang`` instead (the server hung, then
-    accepted the message).
-    """
+    def __init__(self, notifier: Notifier, accepted: Callable[[], list[str]]) -> None:
+        self.notifier = notifier
+        self.accepted = accepted
 
-    def __init__(self, clock: FixedClock, hang_on: int | None = None,
-                 hang: timedelta = timedelta(0)) -> None:
-        self.clock = clock
-        self.accepted: list[Message] = []
-        self.hang_on = hang_on
-        self.hang = hang
-        self._lock = threading.Lock()
 
-    def send(self, message: Message) -> None:
-        """Accept the message after the delivery's time has passed."""
-        with self._lock:
-            number = len(self.accepted) + 1
-            self.clock.advance(self.hang if number == self.hang_on else DELIVERY)
-            self.accepted.append(message)
+def slow(clock: FixedClock, hang_on: int | None = None,
+         hang: timedelta = timedelta(0)) -> Callable[[int], None]:
+    """Each accepted message takes ``DELIVERY`` of the clock's time; message ``hang_on`` takes ``hang``."""
+
+    def take_time(number: int) -> None:
+        clock.advance(hang if number == hang_on else DELIVERY)
+
+    return take_time
+
+
+@contextmanager
+def receiver(kind: str, on_message: Callable[[int], None]) -> Iterator[Receiver]:
+    """A running SMTP server or HTTP endpoint calling ``on_message`` per accepted message."""
+    if kind == "smtp":
+        with SmtpServer(on_message=on_message) as server:
+            notifier = SmtpNotifier(HOST, server.port, sender="care@example.test", timeout=10,
+                                    address_of=lambda user: f"{user}@example.test")
+            yield Receiver(notifier, lambda: [
+                str(received.parsed()["Message-ID"]).strip("<>").split("@")[0]
+                for received in server.received
+            ])
+        return
+
+    def on_request(number: int) -> None:
+        on_message(number)
+
+    with Endpoint(on_request=on_request) as endpoint:
+        yield Receiver(WebhookNotifier(endpoint.url, timeout=10),
+                       lambda: [payload["data"]["notice_id"] for payload in endpoint.payloads()])
 
 
 @pytest.fixture(params=KINDS)
@@ -112,35 +134,39 @@ def _race(deliverers: list[Callable[[], object]], store: Store, clock: FixedCloc
     assert not store.pending_notices()
 
 
-def test_two_racing_deliverers_send_each_notice_once(two_stores: tuple[Store, Store]) -> None:
+@pytest.mark.parametrize("kind", RECEIVERS)
+def test_two_racing_deliverers_send_each_notice_once(
+    two_stores: tuple[Store, Store], kind: str,
+) -> None:
     """Two deliverers on one outbox, 0.4 s per delivery and a 2 s lease: every notice once."""
     first, second = two_stores
     clock = FixedClock()
     _queue(first, clock, 10)
-    server = SlowServer(clock)
-    loops = [CloseLoop(store=store, notifier=server, clock=clock, delivery_lease=LEASE)
-             for store in (first, second)]
-    _race([lambda loop=loop: loop.deliver_pending(limit=10) for loop in loops], first, clock)
-    counts = Counter(message.notice_id for message in server.accepted)
+    with receiver(kind, slow(clock)) as server:
+        loops = [CloseLoop(store=store, notifier=server.notifier, clock=clock,
+                           delivery_lease=LEASE) for store in (first, second)]
+        _race([lambda loop=loop: loop.deliver_pending(limit=10) for loop in loops], first, clock)
+        counts = Counter(server.accepted())
     assert len(counts) == 10
     assert set(counts.values()) == {1}
 
 
+@pytest.mark.parametrize("kind", RECEIVERS)
 def test_a_server_that_hangs_mid_batch_gets_no_duplicate_of_what_it_accepted(
-    two_stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store], kind: str,
 ) -> None:
     """A server that hangs past the lease on the 4th message is not sent the first three again."""
     first, second = two_stores
     clock = FixedClock()
     _queue(first, clock, 8)
-    server = SlowServer(clock, hang_on=4, hang=LEASE * 2)
-    loops = [CloseLoop(store=store, notifier=server, clock=clock, delivery_lease=LEASE)
-             for store in (first, second)]
-    _race([lambda loop=loop: loop.deliver_pending(limit=8) for loop in loops], first, clock)
-    counts = Counter(message.notice_id for message in server.accepted)
+    with receiver(kind, slow(clock, hang_on=4, hang=LEASE * 2)) as server:
+        loops = [CloseLoop(store=store, notifier=server.notifier, clock=clock,
+                           delivery_lease=LEASE) for store in (first, second)]
+        _race([lambda loop=loop: loop.deliver_pending(limit=8) for loop in loops], first, clock)
+        accepted = server.accepted()
+    counts = Counter(accepted)
     assert len(counts) == 8
-    before_the_hang = [message.notice_id for message in server.accepted[:3]]
-    assert all(counts[notice_id] == 1 for notice_id in before_the_hang)
+    assert all(counts[notice_id] == 1 for notice_id in accepted[:3])
     # Only the message in flight while the lease ran out may arrive twice (at-least-once),
     # and then with the same id, so the receiver can drop it.
     assert sum(counts.values()) <= 9
@@ -151,10 +177,10 @@ def test_a_long_batch_stops_before_its_claim_runs_out() -> None:
     clock = FixedClock()
     memory = MemoryStore()
     _queue(memory, clock, 10)
-    server = SlowServer(clock)
-    loop = CloseLoop(store=memory, notifier=server, clock=clock, delivery_lease=LEASE)
-    report = loop.deliver_pending(limit=10)
-    assert report.sent == 4  # 0.4 s each within 80 % of a 2 s lease
-    assert len(memory.pending_notices()) == 6
-    clock.advance(LEASE)
-    assert loop.deliver_pending(limit=10).sent == 4
+    with receiver("smtp", slow(clock)) as server:
+        loop = CloseLoop(store=memory, notifier=server.notifier, clock=clock, delivery_lease=LEASE)
+        report = loop.deliver_pending(limit=10)
+        assert report.sent == 4  # 0.4 s each within 80 % of a 2 s lease
+        assert len(memory.pending_notices()) == 6
+        clock.advance(LEASE)
+        assert loop.deliver_pending(limit=10).sent == 4

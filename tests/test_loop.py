@@ -69,7 +69,8 @@ class TestAssign:
         )
         (message,) = outbox.sent
         assert (message.to, message.case_id, message.kind) == ("alice", case.id, "assigned")
-        for text in (message.subject, message.text, message.html):
+        assert message.subject == "c-42 · Normal priority · assigned to you by bob"
+        for text in (message.text, message.html):
             assert case.id in text and "c-42" in text
         assert "bob" in message.text and "detractor" in message.text
         assert loop.store.pending_notices() == []
@@ -77,10 +78,11 @@ class TestAssign:
     def test_assigners_comment_is_in_the_email(
         self, loop: CloseLoop, outbox: MemoryNotifier
     ) -> None:
-        """The comment given to assign travels in the email's text and (escaped) HTML."""
+        """The comment given to assign travels as the assigner's note, in text and (escaped) HTML."""
         case = loop.open_case("c-1", by="a")
         loop.assign(case.id, to="alice", by="bob", comment="Call <before> noon")
-        assert "Comment: Call <before> noon" in outbox.sent[0].text
+        assert ("Note from bob, who assigned the case (not from the customer):\n"
+                "> Call <before> noon\n") in outbox.sent[0].text
         assert "Call &lt;before&gt; noon" in outbox.sent[0].html
 
     def test_reassign_keeps_previous(self, loop: CloseLoop, outbox: MemoryNotifier) -> None:

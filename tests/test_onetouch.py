@@ -97,7 +97,7 @@ class TestIssuing:
         clock.advance(hours=2)
         loop.escalate()
         message = outbox.sent[-1]
-        assert message.subject.startswith("Escalation") and message.to == "alice"
+        assert "escalated: overdue" in message.subject and message.to == "alice"
         (link,) = [line.split(": ", 1)[1] for line in message.text.splitlines()
                    if line.startswith("Change: ")]
         assert f'href="{link}"' in message.html

@@ -103,7 +103,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def test_example_prints_the_email_with_its_link(server: Server) -> None:
     """The example prints alice's email: subject, case details and the one-touch Change link."""
     assert "To: alice\n" in server.email
-    assert f"Subject: Case {server.case_id} for customer c-42 assigned to you" in server.email
+    assert "Subject: c-42 · Normal priority · assigned to you by bob\n" in server.email
+    assert f"Case: {server.case_id}\n" in server.email
     assert server.link.startswith(f"{server.base_url}?token=")
 
 

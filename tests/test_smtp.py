@@ -7,27 +7,34 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
-from closeloop import Assigned, CloseLoop, DeliveryReport, InvalidInput, NotifierError
+from closeloop import (
+    Assigned,
+    CloseLoop,
+    DeliveryReport,
+    InvalidInput,
+    NotifierError,
+    SurveyResponse,
+)
 from closeloop.notify import (
     Customer,
     Notifier,
     RecipientUnknown,
-    ResponseFacts,
     SmtpNotifier,
     StaticUserDirectory,
-    Templates,
     User,
 )
 from closeloop.notify.templates import one_line
 from closeloop.storage import MemoryStore
-from closeloop.testing import NotifierContract
+from closeloop.testing import FixedClock, NotifierContract
 from closeloop.testing.notifier_contract import Delivered, make_content, make_message
+from closeloop.triggers import Trigger, nps_between
 from smtp_server import HOST, SmtpServer, free_port, shipped_certificate
 
 SENDER = "Customer care <care@example.test>"
@@ -114,7 +121,7 @@ class TestSend:
         assert email["From"] == SENDER
         assert email["To"] == "alice@example.test"
         assert email["Subject"] == message.subject
-        assert email["Message-ID"] == "<notice-1@closeloop>"
+        assert email["Message-ID"] == "<notice-1@example.test>"
         assert email["X-Closeloop-Case"] == "case-1"
         assert email["Auto-Submitted"] == "auto-generated"
         assert email["Date"].datetime.tzinfo is not None
@@ -129,7 +136,7 @@ class TestSend:
         notifier.send(make_message())
         notifier.send(make_message())
         first, second = (received.parsed()["Message-ID"] for received in server.received)
-        assert first == second == "<notice-1@closeloop>"
+        assert first == second == "<notice-1@example.test>"
 
     def test_unusual_ids_become_valid_message_ids_and_case_headers(
         self, notifier: SmtpNotifier, server: SmtpServer
@@ -138,14 +145,14 @@ class TestSend:
         message = make_message(case_id="Fall 7/ä.b", notice_id="n 1@x..y")
         notifier.send(message)
         email = server.received[0].parsed()
-        assert email["Message-ID"] == "<n%201%40x%2E%2Ey@closeloop>"
+        assert email["Message-ID"] == "<n%201%40x%2E%2Ey@example.test>"
         assert unquote(email["X-Closeloop-Case"]) == "Fall 7/ä.b"
 
     def test_build_email_makes_no_connection(self) -> None:
         """build_email returns the email send would deliver, without a server."""
         email = smtp_notifier(free_port()).build_email(make_message())
         assert email["To"] == "alice@example.test"
-        assert email["Message-ID"] == "<notice-1@closeloop>"
+        assert email["Message-ID"] == "<notice-1@example.test>"
 
 
 class TestThroughTheFacade:
@@ -160,8 +167,7 @@ class TestThroughTheFacade:
         (received,) = server.received
         assert received.rcpt_tos == ["alice@example.test"]
         email = received.parsed()
-        assert case.id in email["Subject"]
-        assert "c-42" in email["Subject"]
+        assert email["Subject"] == "c-42 · Normal priority · assigned to you by bob"
         assert email["X-Closeloop-Case"] == case.id
         text = text_of(email)
         assert f"Case: {case.id}\n" in text
@@ -195,7 +201,7 @@ class TestThroughTheFacade:
             assert report == DeliveryReport(sent=1, failed=0)
             (received,) = server.received
             assert received.rcpt_tos == ["alice@example.test"]
-            assert received.parsed()["Message-ID"] == f"<{notice.id}@closeloop>"
+            assert received.parsed()["Message-ID"] == f"<{notice.message_id}@example.test>"
             assert loop.store.pending_notices() == []
 
     def test_line_separators_in_ids_never_reach_headers(self, server: SmtpServer) -> None:
@@ -245,7 +251,7 @@ class TestHeaderInjection:
         email = received.parsed()
         assert "Bcc" not in email
         assert email["X-Closeloop-Case"] == "case-1%0D%0ABcc%3A%20x%40evil.test"
-        assert email["Message-ID"] == "<n-1%0D%0ABcc%3A%20x%40evil%2Etest@closeloop>"
+        assert email["Message-ID"] == "<n-1%0D%0ABcc%3A%20x%40evil%2Etest@example.test>"
 
     def test_address_with_a_line_break_is_refused(self, server: SmtpServer) -> None:
         """An address book entry that smuggles a Bcc header is a NotifierError; nothing is sent."""
@@ -468,10 +474,9 @@ class TestConstructor:
             ({"sender": "a@example.test, b@example.test"}, "sender"),
             ({"sender": "care@example.test\r\nBcc: x@evil.test"}, "sender"),
             ({"address_of": 42}, "address_of"),
-            ({"address_of": None}, "users"),
             ({"users": StaticUserDirectory({})}, "users"),
             ({"address_of": None, "users": {"alice": "a@example.test"}}, "users"),
-            ({"templates": "plain"}, "templates"),
+            ({"message_id_domain": "bad domain"}, "message_id_domain"),
             ({"username": "mailer"}, "password"),
             ({"password": "s3cret"}, "username"),
             ({"username": "", "password": "s3cret"}, "username"),
@@ -553,21 +558,37 @@ class TestUserDirectory:
         assert server.received == []
 
     def test_content_is_rendered_for_the_recipient(self, server: SmtpServer) -> None:
-        """With templates, a structured message is rendered at send: customer name, score, local time."""
-        notifier = smtp_notifier(server.port, address_of=None, users=self.USERS,
-                                 templates=Templates(customers=_Crm()))
-        content = make_content(response=ResponseFacts(id="r-1", score=3, comment="Slow delivery"))
-        notifier.send(make_message(content=content))
+        """Through a loop with users and customers: customer name, score, the recipient's time."""
+        clock = FixedClock(datetime(2026, 1, 7, 9, 0, tzinfo=UTC))
+        loop = CloseLoop(notifier=smtp_notifier(server.port, address_of=None), clock=clock,
+                         users=self.USERS, customers=_Crm(),
+                         triggers=[Trigger("detractor", nps_between(0, 6), assign_to="alice")])
+        loop.ingest(SurveyResponse(id="r-1", customer_id="c-42", score=3,
+                                   comment="Slow delivery"))
         email = server.received[0].parsed()
         text, html = text_of(email), html_of(email)
-        assert email["Subject"] == "Jürgen Weber · High priority · assigned to you by bob"
+        assert email["Subject"] == "Jürgen Weber · Normal priority · assigned to you by trigger detractor"
+        assert email["To"] == "Alice Doe <alice@example.test>"
         assert "Jürgen Weber" in text and "score 3 of 10" in text and "score 3 of 10" in html
         # 09:00 UTC is 10:00 in Berlin in January.
         assert "Wed 7 Jan 2026, 10:00 CET" in text
         assert "> Slow delivery" in text
 
-    def test_message_text_is_kept_without_templates(self, server: SmtpServer) -> None:
-        """Without templates, the message's own subject and text are sent even when it has content."""
+    def test_address_comes_from_the_message_without_a_directory(self, server: SmtpServer) -> None:
+        """A notifier without a directory of its own mails the address the loop's directory gave."""
+        notifier = smtp_notifier(server.port, address_of=None)
+        notifier.send(make_message(recipient=User(address="bob@example.test")))
+        assert server.received[0].rcpt_tos == ["bob@example.test"]
+        with pytest.raises(RecipientUnknown, match="'alice'"):
+            notifier.send(make_message())
+
+    def test_message_id_domain_is_configurable(self, server: SmtpServer) -> None:
+        """message_id_domain sets the Message-ID's right-hand side."""
+        smtp_notifier(server.port, message_id_domain="crm.example").send(make_message())
+        assert server.received[0].parsed()["Message-ID"] == "<notice-1@crm.example>"
+
+    def test_message_text_is_sent_as_rendered(self, server: SmtpServer) -> None:
+        """The notifier sends the message's own subject and text even when it carries content."""
         notifier = smtp_notifier(server.port, address_of=None, users=self.USERS)
         notifier.send(make_message(content=make_content()))
         email = server.received[0].parsed()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,50 +16,9 @@ from closeloop import InvalidInput, NotifierError
 from closeloop.notify import Links, NoticeContent, Notifier, WebhookNotifier
 from closeloop.testing import NotifierContract
 from closeloop.testing.notifier_contract import Delivered, make_content, make_message
+from http_endpoint import Endpoint
 
 SECRET = "whsec_" + base64.b64encode(b"closeloop-test-signing-key-32by").decode()
-
-
-class Endpoint:
-    """A local HTTP endpoint recording every POST; answers ``status`` (settable)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.status = 204
-        self.hang = threading.Event()   # while set, requests wait (for the timeout test)
-        self.release = threading.Event()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if endpoint.hang.is_set():
-                    endpoint.release.wait(10)
-                endpoint.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(endpoint.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: tests read self.requests instead."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/closeloop"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Endpoint:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def payloads(self) -> list[Any]:
-        """Each request body, parsed."""
-        return [json.loads(body) for _, body in self.requests]
 
 
 @pytest.fixture

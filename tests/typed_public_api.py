@@ -24,8 +24,21 @@ from closeloop import (
     TransitionNotAllowed,
 )
 from closeloop.model import Case, Event
-from closeloop.notify import MemoryNotifier, Message
+from closeloop.notify import (
+    CASE_EVENTS,
+    Channel,
+    Customer,
+    MemoryNotifier,
+    Message,
+    NoticeContent,
+    SmtpNotifier,
+    StaticUserDirectory,
+    Templates,
+    User,
+    WebhookNotifier,
+)
 from closeloop.onetouch import OneTouch
+from closeloop.outbox import DeliveryReport
 from closeloop.reporting import Report
 from closeloop.storage import MemoryStore, SQLiteStore
 from closeloop.triggers import Trigger, contact_requested, nps_between
@@ -74,8 +87,8 @@ def walkthrough() -> None:
 
     sent: list[Message] = outbox.sent
     first = sent[0]
-    fields: tuple[str, str, str, str, str] = (first.to, first.subject, first.text, first.html,
-                                              first.case_id)
+    fields: tuple[str | None, str, str, str, str] = (first.to, first.subject, first.text,
+                                                     first.html, first.case_id)
     outcome: IngestOutcome = loop.ingest_outcome(
         SurveyResponse(id="r-2", customer_id="c-43", score=2)
     )
@@ -94,3 +107,36 @@ def sources_and_rules(loop: CloseLoop) -> None:
     app = webhook_app(loop, Typeform("s", score_ref="nps", customer_field="user_id"))
     findings: list[Finding] = check(loop.triggers, sample=parsed)
     print(app, [f.message for f in findings])
+
+
+class Crm:
+    """A host's customer directory."""
+
+    def lookup(self, customer_id: str) -> Customer | None:
+        """The customer, or None."""
+        return Customer(name="Jürgen Weber") if customer_id == "c-42" else None
+
+
+def channels() -> None:
+    """Several channels, templates and directories, as docs/notifications.md uses them."""
+    loop = CloseLoop(
+        notifiers={
+            "email": SmtpNotifier("smtp.example.com", 587, sender="care@example.com",
+                                  security="starttls", message_id_domain="example.com"),
+            "crm": Channel(WebhookNotifier("https://crm.example/hooks", secret="whsec_AAAA"),
+                           people=False, events=CASE_EVENTS),
+        },
+        templates=Templates(directory="templates/closeloop"),
+        users=StaticUserDirectory({"alice": User(address="alice@example.com",
+                                                 time_zone="Europe/Berlin", locale="de")}),
+        customers=Crm(),
+        case_url="https://crm.example/cases/{case_id}",
+        deliver_notices=False,
+    )
+    report: DeliveryReport = loop.deliver_pending()
+    given_up: int = report.abandoned
+    for notice in loop.store.pending_notices():
+        message: Message = loop.service.outbox.message(notice)
+        content: NoticeContent | None = message.content
+        print(notice.channel, notice.message_id, content)
+    print(given_up)

@@ -223,9 +223,13 @@ class RecipientUnknown(NotifierError):
     backing off forever.
 
     Attributes:
-        user_id: the recipient the notifier could not reach.
+        user_id: the recipient the notifier could not reach; ``None`` when the
+            message was addressed to nobody (a case event on an email channel).
     """
 
-    def __init__(self, user_id: str, reason: str = "is not known to the user directory") -> None:
+    def __init__(
+        self, user_id: str | None, reason: str = "is not known to the user directory"
+    ) -> None:
         self.user_id = user_id
-        super().__init__(f"recipient {user_id!r} {reason}")
+        super().__init__(f"recipient {user_id!r} {reason}" if user_id is not None
+                         else f"no recipient: {reason}")

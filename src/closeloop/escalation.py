@@ -16,8 +16,7 @@ from attrs import evolve, field, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput
 from closeloop.model import Case, Escalated
-from closeloop.notify.templates import render_escalation
-from closeloop.service import CaseService, draft
+from closeloop.service import SYSTEM_ACTOR, CaseService, draft
 from closeloop.validate import (
     attrs_validator,
     check_bool,
@@ -29,10 +28,8 @@ from closeloop.validate import (
 
 __all__ = ["Escalation", "EscalationPolicy", "EscalationRun"]
 
-_WHY = {"overdue": "overdue", "untouched": "waiting without any change"}
-
 #: The actor recorded on escalation events.
-ESCALATION_ACTOR = "closeloop"
+ESCALATION_ACTOR = SYSTEM_ACTOR
 
 
 @frozen(kw_only=True)
@@ -127,8 +124,7 @@ def _escalate_case(
         case, draft(Escalated, actor=ESCALATION_ACTOR, notified=to, why=why), now=now
     )
     if to is not None:
-        updated = change.case
-        link = service.links.for_recipient(updated, to)
-        rendered = render_escalation(updated, _WHY[why], link.url, action=link.label)
-        change = evolve(change, notices=(service.notice(updated, "escalated", to, rendered, now),))
+        notices = service.person_notice(change.case, "escalated", to, actor=ESCALATION_ACTOR,
+                                        now=now, why=why, response=service.latest_response(case))
+        change = evolve(change, notices=notices)
     service.commit(change)

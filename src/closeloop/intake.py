@@ -50,7 +50,7 @@ from closeloop.model import (
     StatusChanged,
     SurveyResponse,
 )
-from closeloop.notify.templates import render_assignment
+from closeloop.notify.content import ResponseFacts
 from closeloop.response_content import changed_fields, response_content
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change, ResponseUpdate
@@ -469,16 +469,14 @@ class Intake:
             case = evolve(case, assignee=assignee)
             drafts.append(draft(Assigned, actor=trigger.name, via="trigger", assignee=assignee))
         change = service.opening(case, *drafts)
-        notices: list[Notice] = []
+        notices: tuple[Notice, ...] = ()
         if assignee is not None:
-            link = service.links.for_recipient(change.case, assignee)
-            rendered = render_assignment(
-                change.case, f"Trigger {trigger.name!r}", link.url, comment=response.comment,
-                action=link.label,
+            notices = service.person_notice(
+                change.case, "assigned", assignee, actor=trigger.name, via="trigger", now=now,
+                response=ResponseFacts.from_response(response),
             )
-            notices.append(service.notice(change.case, "assigned", assignee, rendered, now))
         return evolve(
-            change, notices=tuple(notices),
+            change, notices=notices,
             responses=(self._record(response, "opened", case.id, now),),
             sole_active_case=self.dedupe.mode != "none",
         )

@@ -1,7 +1,10 @@
 """Which links a notice or page shows: the one-touch Change link and the app's case page.
 
-One place decides, so an assignment email, an escalation email and the
-one-touch pages never disagree about what a link is or what it is labelled.
+One place decides, so an assignment email, an escalation email, a case-event
+webhook and the one-touch pages never disagree about what a link is. A notice
+to the case's assignee carries the one-touch Change link (when one-touch is on)
+next to the app's case page (when ``case_url`` is set); anyone else gets the
+case page only, since a one-touch link belongs to the assignee.
 """
 
 from __future__ import annotations
@@ -11,25 +14,23 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import quote
 
-from attrs import frozen
-
 from closeloop.errors import InvalidInput
 from closeloop.model import Case
+from closeloop.notify.content import Links as NoticeLinks
 
-__all__ = ["CaseLink", "LinkSigner", "Links", "check_case_url"]
-
-#: The label of a one-touch link in an email.
-CHANGE = "Change"
-#: The label of a link to the app's own page for the case.
-OPEN_CASE = "Open the case"
+__all__ = ["LinkSigner", "Links", "check_case_url"]
 
 
 def check_case_url(case_url: object) -> str | None:
-    """Return ``case_url`` if it is a format string whose only placeholder is ``{case_id}``."""
+    """Return ``case_url`` if it is an absolute http(s) URL format with only ``{case_id}``.
+
+    It must be absolute: it is the link in emails and webhooks, read far from the app.
+    """
     if case_url is None:
         return None
     try:
         ok = isinstance(case_url, str) and "{case_id}" in case_url
+        ok = ok and isinstance(case_url, str) and case_url.startswith(("https://", "http://"))
         ok = ok and isinstance(case_url, str) and (
             case_url.format(case_id="x") != case_url.format(case_id="y")
         )
@@ -37,7 +38,8 @@ def check_case_url(case_url: object) -> str | None:
         ok = False
     if not ok:
         raise InvalidInput(
-            "case_url", case_url, "must be a string whose only placeholder is {case_id}"
+            "case_url", case_url,
+            "must be an absolute http(s) URL whose only placeholder is {case_id}",
         )
     assert isinstance(case_url, str)
     return case_url
@@ -53,14 +55,6 @@ class LinkSigner(Protocol):
     def issue_link(self, case_id: str, assignee: str, issued_at: datetime) -> str:
         """A new signed link URL."""
         ...
-
-
-@frozen
-class CaseLink:
-    """A link and what its button says (``"Change"`` or ``"Open the case"``)."""
-
-    url: str | None
-    label: str
 
 
 class Links:
@@ -98,13 +92,14 @@ class Links:
             raise InvalidInput("case_id", case.id, "the case has no assignee to send a link to")
         return self.one_touch.issue_link(case.id, case.assignee, self._clock())
 
-    def for_recipient(self, case: Case, recipient: str | None) -> CaseLink:
-        """The link a notice to ``recipient`` about ``case`` carries.
+    def for_notice(self, case: Case, recipient: str | None) -> NoticeLinks:
+        """The links a notice about ``case`` to ``recipient`` carries.
 
         The assignee gets the one-touch Change link when one-touch is on (a link is
-        bound to the assignee, so nobody else gets one); everyone else, and
-        everyone when one-touch is off, gets the app's case page.
+        bound to the assignee, so nobody else gets one); everyone gets the app's
+        case page when ``case_url`` is set.
         """
+        change = None
         if self.one_touch is not None and case.assignee is not None and recipient == case.assignee:
-            return CaseLink(self.one_touch_link(case), CHANGE)
-        return CaseLink(self.case_page(case.id), OPEN_CASE)
+            change = self.one_touch_link(case)
+        return NoticeLinks(change=change, case_page=self.case_page(case.id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from attrs import evolve
@@ -32,8 +32,9 @@ from closeloop.model import (
     SurveyResponse,
 )
 from closeloop.notify.base import Notifier
-from closeloop.notify.log import LogNotifier
-from closeloop.notify.templates import render_assignment
+from closeloop.notify.channel import DEFAULT_CHANNEL, Channel, channels_of
+from closeloop.notify.directory import CustomerDirectory, UserDirectory
+from closeloop.notify.templates import Templates
 from closeloop.onetouch.service import OneTouchService
 from closeloop.onetouch.tokens import OneTouch
 from closeloop.outbox import DeliveryReport, Outbox, retry_delay
@@ -78,8 +79,15 @@ class CloseLoop:
 
     Args:
         store: where cases live; default :class:`~closeloop.storage.MemoryStore`.
-        notifier: how notices are delivered; default
-            :class:`~closeloop.notify.LogNotifier` (log lines only).
+        notifier: how notices are delivered, as the loop's one channel (named
+            ``"default"``); default :class:`~closeloop.notify.LogNotifier` (log lines
+            only). Give this or ``notifiers``.
+        notifiers: several channels by name, each a notifier (it takes the notices
+            addressed to people) or a :class:`~closeloop.notify.Channel` (choose
+            people and case events): ``{"email": SmtpNotifier(...), "crm":
+            Channel(WebhookNotifier(...), people=False, events=CASE_EVENTS)}``. Each
+            notice is delivered once per channel that takes it, each delivery with
+            its own attempts and back-off.
         clock: returns the current time as an aware datetime; default UTC now.
         triggers: the rules that open cases from survey responses (see :meth:`ingest`),
             evaluated in order.
@@ -91,17 +99,26 @@ class CloseLoop:
             overdue cases only, to their assignee, at most once a day.
         comment_policy: which workflow changes need a comment; default closing and
             reopening.
-        case_url: the app's page for a case, used as the link in notices when
-            one-touch is not configured; a format string with ``{case_id}``.
+        case_url: the app's page for a case, an absolute URL format with
+            ``{case_id}`` (inserted URL-encoded); every notice links to it, and the
+            one-touch pages do for anything a link cannot do.
         one_touch: signed single-use Change links in assignment and escalation
-            emails (:class:`~closeloop.onetouch.OneTouch`); use them as
-            :attr:`one_touch`. Default none: notices link to ``case_url``.
+            notices to the assignee (:class:`~closeloop.onetouch.OneTouch`), next
+            to the ``case_url`` link; use them as :attr:`one_touch`.
+        templates: renders notices when they are delivered; default the templates
+            shipped with closeloop (:class:`~closeloop.notify.Templates`).
+        users: the host's users (:class:`~closeloop.notify.UserDirectory`): their
+            addresses, display names, time zones and locales, used when a notice is
+            delivered. Default none: user ids, UTC, English.
+        customers: the host's customers (:class:`~closeloop.notify.CustomerDirectory`):
+            names and contact details shown in notices and on the one-touch page.
         id_factory: makes case and notice ids; default random hex.
         delivery_lease: how long a process may hold a notice it is delivering
             before another process may retry it.
-        deliver_notices: deliver notices right after each change (default). With
-            ``False`` they are only written to the outbox, for another process to
-            send with :meth:`deliver_pending` (e.g. a cron job without a mailer).
+        deliver_notices: deliver notices right after each change, in the calling
+            thread (default). With ``False`` they are only written to the outbox,
+            for a worker (:meth:`run_worker`, ``closeloop worker``) or
+            :meth:`deliver_pending` to send: requests never wait for a mail server.
 
     Example::
 
@@ -126,13 +143,23 @@ class CloseLoop:
         delivery_lease: timedelta = timedelta(minutes=5),
         deliver_notices: bool = True,
         one_touch: OneTouch | None = None,
+        notifiers: Mapping[str, Notifier | Channel] | None = None,
+        templates: Templates | None = None,
+        users: UserDirectory | None = None,
+        customers: CustomerDirectory | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
-        self.notifier: Notifier = LogNotifier() if notifier is None else notifier
         if not isinstance(self.store, Store):
             raise InvalidInput("store", store, "must implement the closeloop Store protocol")
-        if not isinstance(self.notifier, Notifier):
-            raise InvalidInput("notifier", notifier, "must have a send(message) method")
+        self.channels = channels_of(notifier, notifiers)
+        if templates is not None and not isinstance(templates, Templates):
+            raise InvalidInput("templates", templates, "must be a closeloop.notify.Templates")
+        for name, directory in (("users", users), ("customers", customers)):
+            if directory is not None and not callable(getattr(directory, "lookup", None)):
+                raise InvalidInput(name, directory, "must have a lookup(id) method")
+        self.templates = Templates() if templates is None else templates
+        self.users = users
+        self.customers = customers
         if clock is not None:
             check_callable("clock", clock, "a callable returning an aware datetime")
         self.clock: Clock = utc_now if clock is None else clock
@@ -152,14 +179,17 @@ class CloseLoop:
                                "must be a closeloop.onetouch.OneTouch")
         links = Links(one_touch, case_url, self.now)
         self.case_url = links.case_url
+        outbox = Outbox(self.store, self.channels, self.now, self.delivery_lease,
+                        templates=self.templates, users=users, customers=customers)
         self.service = CaseService(
             store=self.store,
-            outbox=Outbox(self.store, self.notifier, self.now, self.delivery_lease),
+            outbox=outbox,
             clock=self.clock,
             new_id=self.new_id,
             links=links,
             comment_policy=self.comment_policy,
             deliver_notices=self.deliver_notices,
+            customers=customers,
         )
         self._intake = Intake(self.service, triggers, dedupe)
         self._one_touch = None if one_touch is None else OneTouchService(one_touch, self.service)
@@ -169,6 +199,12 @@ class CloseLoop:
     def now(self) -> datetime:
         """The loop's clock, checked to be timezone-aware."""
         return self.service.now()
+
+    @property
+    def notifier(self) -> Notifier:
+        """The notifier of the ``"default"`` channel, else of the first channel."""
+        channel = self.channels.get(DEFAULT_CHANNEL) or next(iter(self.channels.values()))
+        return channel.notifier
 
     # -- one-touch ----------------------------------------------------------------
 
@@ -352,6 +388,9 @@ class CloseLoop:
     ) -> Case:
         """Assign the case to user ``to``; ``by`` is who assigns. The assignee is notified.
 
+        The notice carries ``comment`` as the assigner's note, the customer's latest
+        survey response, and the links (one-touch Change, the app's case page).
+
         Raises:
             NothingToChange: ``to`` already holds the case.
             ConcurrentUpdate: the case changed since ``expected_version`` (or while
@@ -371,10 +410,9 @@ class CloseLoop:
             now=now, assignee=to,
         )
         updated = change.case
-        link = service.links.for_recipient(updated, to)
-        rendered = render_assignment(updated, by, link.url, comment=comment, action=link.label)
-        notice = service.notice(updated, "assigned", to, rendered, now)
-        service.commit(evolve(change, notices=(notice,)))
+        notices = service.person_notice(updated, "assigned", to, actor=by, now=now, note=comment,
+                                        response=service.latest_response(case))
+        service.commit(evolve(change, notices=notices))
         return updated
 
     def set_status(
@@ -477,9 +515,11 @@ class CloseLoop:
     def deliver_pending(self, limit: int = 100) -> DeliveryReport:
         """Deliver notices still waiting in the outbox (failed or left by a crash).
 
-        Safe to run from several processes at once: each notice is claimed by one.
-        Call it from a scheduler (cron, a worker loop) every minute or so. A notice
-        that keeps failing is retried with back-off (see :func:`retry_delay`).
+        Safe to run from several processes at once: each delivery is claimed by one.
+        Call it from a scheduler (cron, a worker loop) every minute or so. A delivery
+        that keeps failing is retried with back-off (see :func:`retry_delay`); one
+        whose recipient is unknown is given up and the case's history says so.
         """
         check_positive_int("limit", limit)
         return self.service.outbox.deliver_pending(limit)
+

@@ -17,6 +17,7 @@ from attrs import field, frozen
 
 from closeloop.errors import InvalidInput
 from closeloop.validate import (
+    FrozenDict,
     attrs_validator,
     check_id,
     check_optional_id,
@@ -36,6 +37,7 @@ __all__ = [
     "Escalated",
     "Event",
     "Notice",
+    "NoticeFailed",
     "Opened",
     "Priority",
     "ResponseAttached",
@@ -288,8 +290,25 @@ class Escalated(_EventBase):
     why: str = field(default="overdue")
 
 
+@frozen(kw_only=True)
+class NoticeFailed(_EventBase):
+    """A notice about the case was given up: ``channel`` cannot deliver it to ``recipient``.
+
+    Written by the outbox (actor ``"closeloop"``) when a notifier reports the
+    recipient unknown (:class:`~closeloop.errors.RecipientUnknown`): retrying
+    cannot help, so the delivery ends and the history says so. ``comment`` holds
+    the notifier's reason; ``notice_kind`` is the notice's kind (``"assigned"``…).
+    """
+
+    kind: Literal["notice_failed"] = "notice_failed"
+    notice_kind: str = field(validator=attrs_validator(check_id))
+    channel: str = field(validator=attrs_validator(check_id))
+    recipient: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+
+
 Event: TypeAlias = (
     Opened | Assigned | StatusChanged | Commented | ResponseAttached | ResponseUpdated | Escalated
+    | NoticeFailed
 )
 
 #: Event class by its ``kind``.
@@ -301,6 +320,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "response_attached": ResponseAttached,
     "response_updated": ResponseUpdated,
     "escalated": Escalated,
+    "notice_failed": NoticeFailed,
 }
 
 
@@ -328,32 +348,93 @@ class ResponseRecord:
     content: str | None = None
 
 
+def _frozen_content(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidInput("content", value, "must be a mapping (a NoticeContent's to_dict()) or None")
+    frozen = _freeze_json(value)
+    assert isinstance(frozen, FrozenDict)
+    return frozen
+
+
+def _freeze_json(value: Any) -> Any:
+    # JSON-like data held read-only and comparable however it was read back:
+    # mappings as FrozenDict, lists as tuples (a store's JSON gives lists).
+    if isinstance(value, Mapping):
+        return FrozenDict({key: _freeze_json(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze_json(item) for item in value)
+    return value
+
+
+def _same_id(notice: Notice) -> str:
+    return notice.id
+
+
 @frozen(kw_only=True)
 class Notice:
-    """A message waiting in the outbox, written in the same transaction as its change.
+    """One delivery in the outbox: a notice on its way through one channel.
 
-    ``to`` is a user id; the notifier maps it to an address. ``subject`` never
-    contains a line break (that would let a case field inject mail headers).
+    A notice (an assignment, an escalation, a case event) is written in the same
+    transaction as its change, as one Notice per channel that takes it. Each
+    delivery has its own attempts, lease (``next_attempt_at``) and back-off, so a
+    failing channel never makes another send again. The deliveries of one notice
+    share ``message_id``, which a notifier turns into the email's Message-ID or
+    the ``webhook-id``: a receiver can drop a repeat after a crash.
+
+    Attributes:
+        id: this delivery's id.
+        case_id: the case the notice is about.
+        kind: ``"assigned"``, ``"escalated"``, or a case-event kind (``"opened"``…).
+        to: the user id it is addressed to; ``None`` for a case event sent to a
+            channel that needs no recipient (a webhook).
+        channel: the name of the channel (``CloseLoop(notifiers={name: ...})``);
+            ``"default"`` for a loop with one ``notifier``.
+        message_id: shared by every delivery of the same notice; default ``id``.
+        content: what the notice is about, as plain data
+            (:meth:`closeloop.notify.NoticeContent.to_dict`), rendered by templates
+            when it is delivered. Held read-only (mappings as ``FrozenDict``, lists as
+            tuples). ``None`` for a notice written before notices were data.
+        subject, text, html: the text of a notice written before notices were data
+            (an older closeloop rendered it when writing); empty otherwise.
+        created_at: when it was written.
+        next_attempt_at: no deliverer takes it before this time (its current claim
+            or back-off).
+        attempts: failed attempts so far.
+        last_error: the last failure, for people reading the outbox.
+        sent_at: when it was delivered; ``None`` while pending.
+        failed_at: when it was given up (its recipient is unknown); ``None`` otherwise.
     """
 
     id: str = field(validator=attrs_validator(check_id))
     case_id: str = field(validator=attrs_validator(check_id))
     kind: str = field(validator=attrs_validator(check_id))
-    to: str = field(validator=attrs_validator(check_id))
-    subject: str = field()
-    text: str = field()
-    html: str = field()
+    to: str | None = field(validator=attrs_validator(check_optional_id))
     created_at: datetime = field(validator=attrs_validator(stored_datetime))
-    #: No deliverer claims the notice before this time (its current claim or back-off).
     next_attempt_at: datetime = field(validator=attrs_validator(stored_datetime))
+    channel: str = field(default="default", validator=attrs_validator(check_id))
+    message_id: str = field(
+        default=attrs.Factory(_same_id, takes_self=True), validator=attrs_validator(check_id)
+    )
+    content: Mapping[str, Any] | None = field(default=None, converter=_frozen_content)
+    subject: str = field(default="")
+    text: str = ""
+    html: str = ""
     attempts: int = 0
     last_error: str | None = None
     sent_at: datetime | None = None
+    failed_at: datetime | None = None
 
     @subject.validator
     def _check_subject(self, attribute: Any, value: Any) -> None:
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             raise InvalidInput("subject", value, "must be a single line of text")
+
+    @property
+    def pending(self) -> bool:
+        """Neither delivered nor given up."""
+        return self.sent_at is None and self.failed_at is None
 
 
 # -- trusted construction ---------------------------------------------------------------

@@ -11,8 +11,10 @@ rules every change follows, so they are written once:
   the events ``version + 1 …``, so history positions and versions never drift;
 - every change is checked (:func:`~closeloop.storage.base.check_change`) before
   any store sees it, so a third-party store cannot skip the numbering rules;
-- notices are written with the change and delivered right after it commits
-  (unless the loop leaves delivery to a worker).
+- notices are written with the change, as data: the person notices a caller
+  adds, and the case events the loop's channels subscribe to (one delivery
+  per channel, :mod:`closeloop.notices`); they are delivered right after the
+  commit unless the loop leaves delivery to a worker.
 
 Nothing here imports the facade; the facade builds one service and delegates.
 """
@@ -20,30 +22,40 @@ Nothing here imports the facade; the facade builds one service and delegates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from attrs import evolve, field, frozen
 
-from closeloop.errors import ConcurrentUpdate
+from closeloop.errors import CaseNotFound, ConcurrentUpdate
 from closeloop.links import Links
 from closeloop.model import (
     Case,
     Event,
     Notice,
+    NoticeFailed,
+    Opened,
+    ResponseAttached,
     ResponseRecord,
     Status,
     StatusChanged,
     evolve_trusted,
     trusted,
 )
-from closeloop.notify.templates import RenderedNotice
+from closeloop.notices import NoticeWriter, response_facts
+from closeloop.notify.content import CaseFacts, Note, NoticeContent, ResponseFacts
+from closeloop.notify.directory import CustomerDirectory, NoCustomers
 from closeloop.outbox import Outbox
 from closeloop.storage.base import Change, ResponseUpdate, Store, check_change
 from closeloop.validate import aware_datetime, check_id, check_optional_version
 from closeloop.workflow import CommentPolicy, check_transition
 
-__all__ = ["CaseService", "EventDraft", "draft"]
+__all__ = ["SYSTEM_ACTOR", "CaseService", "EventDraft", "draft"]
+
+#: The actor recorded on events closeloop writes by itself (escalations, failed notices).
+SYSTEM_ACTOR = "closeloop"
+#: How often recording a failed notice re-reads a case that changed meanwhile.
+_RECORD_ATTEMPTS = 5
 
 
 def _fields(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -76,6 +88,7 @@ class CaseService:
         comment_policy: which workflow changes need a comment.
         deliver_notices: deliver a change's notices right after it commits; with
             ``False`` they wait in the outbox for a worker.
+        customers: the host's customer directory (the one-touch page shows names).
     """
 
     def __init__(
@@ -88,14 +101,21 @@ class CaseService:
         links: Links,
         comment_policy: CommentPolicy,
         deliver_notices: bool,
+        customers: CustomerDirectory | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.links = links
         self.comment_policy = comment_policy
         self.deliver_notices = deliver_notices
+        self.customers: CustomerDirectory = NoCustomers() if customers is None else customers
         self._clock = clock
         self._new_id = new_id
+        self.notices = NoticeWriter(
+            outbox.channels, self.new_id, outbox.lease if deliver_notices else timedelta(0),
+            links.case_page,
+        )
+        outbox.on_abandoned = self.record_failed_notice
 
     # -- time and ids -------------------------------------------------------------
 
@@ -206,24 +226,80 @@ class CaseService:
         self.commit(change)
         return change.case
 
-    def notice(self, case: Case, kind: str, to: str, rendered: RenderedNotice, now: datetime) -> Notice:
-        """An outbox entry about ``case`` for user ``to``, to be written with its change."""
-        return Notice(
-            id=self.new_id(),
-            case_id=case.id,
-            kind=kind,
-            to=to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            created_at=now,
-            # Claimed by this process, which delivers it right after the commit
-            # (or, when this loop does not deliver, due at once for whoever does).
-            next_attempt_at=now + self.outbox.lease if self.deliver_notices else now,
+    # -- notices ------------------------------------------------------------------
+
+    def person_notice(
+        self,
+        case: Case,
+        kind: str,
+        to: str,
+        *,
+        actor: str,
+        now: datetime,
+        via: str | None = None,
+        note: str | None = None,
+        response: ResponseFacts | None = None,
+        why: str | None = None,
+    ) -> tuple[Notice, ...]:
+        """The deliveries of a ``kind`` notice about ``case`` (as changed) to user ``to``.
+
+        ``note`` is the comment of the one who acted (``actor``); ``response`` the
+        customer's. The links are those :meth:`Links.for_notice` gives ``to``.
+        """
+        content = NoticeContent(
+            kind=kind, case=CaseFacts.from_case(case), actor=actor, created_at=now, via=via,
+            note=Note(text=note, by=actor) if note else None, response=response,
+            links=self.links.for_notice(case, to), why=why,
         )
+        return self.notices.to_person(content, to, now)
+
+    def latest_response(self, case: Case) -> ResponseFacts | None:
+        """The case's latest survey response as notices show it (score and comment), if any."""
+        if not case.response_ids:
+            return None
+        latest = case.response_ids[-1]
+        record = self.store.responses([latest]).get(latest)
+        comment = None
+        for event in self.store.history(case.id):
+            attached = isinstance(event, ResponseAttached) and event.response_id == latest
+            opened = (isinstance(event, Opened) and event.via == "trigger"
+                      and latest == case.response_ids[0])
+            if attached or opened:
+                comment = event.comment
+        return response_facts(record, latest, comment)
+
+    def record_failed_notice(self, notice: Notice, reason: str) -> None:
+        """Add a ``notice_failed`` event to the notice's case: the history says it was given up.
+
+        Retried while other changes win the race for the case's version.
+        """
+        for _ in range(_RECORD_ATTEMPTS):
+            try:
+                case = self.store.get(notice.case_id)
+            except CaseNotFound:
+                return  # the case was erased meanwhile: nothing left to tell
+            change = self.advance(
+                case,
+                draft(NoticeFailed, actor=SYSTEM_ACTOR, comment=reason[:1000],
+                      notice_kind=notice.kind, channel=notice.channel, recipient=notice.to),
+                now=self.now(),
+            )
+            try:
+                self.commit(change)
+                return
+            except ConcurrentUpdate:
+                continue
+        raise ConcurrentUpdate(notice.case_id, None, None)
+
+    def _with_event_notices(self, change: Change) -> Change:
+        if not self.notices.subscribed:
+            return change
+        events = self.notices.for_events(change, self.now())
+        return evolve(change, notices=(*change.notices, *events)) if events else change
 
     def commit(self, change: Change) -> None:
-        """Check and commit one change, then deliver its notices (when the loop does)."""
+        """Check and commit one change with its notices, then deliver them (when the loop does)."""
+        change = self._with_event_notices(change)
         check_change(change)
         self.store.commit(change)
         if self.deliver_notices and change.notices:
@@ -240,6 +316,7 @@ class CaseService:
         ``updated`` response records are swapped in the same transaction (see
         :class:`~closeloop.storage.base.ResponseUpdate`).
         """
+        changes = [self._with_event_notices(change) for change in changes]
         for change in changes:
             check_change(change)
         if updated:

@@ -37,6 +37,7 @@ class WorkerStats:
     rounds: int = 0
     sent: int = 0
     failed: int = 0
+    abandoned: int = 0
     escalated: int = 0
     errors: int = 0
 
@@ -83,8 +84,8 @@ def run_worker(
                 next_escalation = time.monotonic() + escalate_every.total_seconds()
             if not busy:
                 stopping.wait(deliver_every.total_seconds())
-    log.info("worker stopped after %d rounds: %d sent, %d failed, %d escalated",
-             stats.rounds, stats.sent, stats.failed, stats.escalated)
+    log.info("worker stopped after %d rounds: %d sent, %d failed, %d abandoned, %d escalated",
+             stats.rounds, stats.sent, stats.failed, stats.abandoned, stats.escalated)
     return stats
 
 
@@ -98,6 +99,7 @@ def _deliver_round(deliver: Callable[[], DeliveryReport], stats: WorkerStats) ->
         return False
     stats.sent += report.sent
     stats.failed += report.failed
+    stats.abandoned += report.abandoned
     return report.more and report.failed == 0
 
 

@@ -7,6 +7,7 @@ Usage::
     closeloop cases    (--db … | --app …) [--assignee alice] [--status Open]
     closeloop deliver  --app myapp:make_loop [--limit 100]
     closeloop rules check RULES.toml [--responses export.jsonl]   (see closeloop.cli.rules)
+    closeloop worker   --app myapp:make_loop [--deliver-every 5] [--escalate-every PT5M]
     closeloop --version
 
 ``--db`` opens a SQLite file with a bare loop (no notifier: notices wait in the
@@ -45,6 +46,7 @@ from closeloop.cli.options import (
 )
 from closeloop.cli.output import case_rows, csv_text, json_text, report_metrics, report_rows, table
 from closeloop.cli.rules import add_rules_command
+from closeloop.cli.worker import WORKER_HELP, add_worker_options, run_worker_command
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.loop import CloseLoop
 from closeloop.storage.sqlite import SQLiteStore
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--limit", type=parse_limit, default=100,
                          help="deliver at most this many notices (default: 100)")
     add_rules_command(commands)
+    add_worker_options(command("worker", WORKER_HELP, ("table", "json")))
     return parser
 
 
@@ -182,6 +185,8 @@ def _run(args: argparse.Namespace) -> int:
             return _escalate(loop, args)
         if args.command == "deliver":
             return _deliver(loop, args)
+        if args.command == "worker":
+            return run_worker_command(loop, args)
         found = loop.cases(assignee=args.assignee, status=args.status, customer_id=args.customer,
                            limit=args.limit)
         _emit(args.format, case_rows(found), found)
@@ -193,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 def _open_loop(args: argparse.Namespace) -> CloseLoop:
     if args.app is not None:
         return load_app(args.app)
-    if args.command == "deliver":
+    if args.command in ("deliver", "worker"):
         raise UsageError("--app is required: a loop opened from --db alone has no notifier to "
                          "deliver with (give --app module:function returning your CloseLoop)")
     read_only = args.command in ("report", "cases") or (args.command == "escalate" and args.dry_run)
@@ -235,8 +240,8 @@ def _deliver(loop: CloseLoop, args: argparse.Namespace) -> int:
         print(json_text(delivered))
     else:
         print(f"sent {delivered.sent} notice(s); {delivered.failed} failed and stay in the outbox "
-              "for a retry")
-    return EXIT_FAILED if delivered.failed else EXIT_OK
+              f"for a retry; {delivered.abandoned} given up (recipient unknown)")
+    return EXIT_FAILED if delivered.failed or delivered.abandoned else EXIT_OK
 
 
 def _emit(fmt: str, rows: list[list[str]], value: object) -> None:

@@ -7,6 +7,9 @@ Channels:
 - :class:`SmtpNotifier`: sends email through an SMTP server.
 - :class:`WebhookNotifier`: POSTs JSON over HTTP, signed the Standard Webhooks way.
 
+Where messages go: :class:`Channel` (a notifier, and which notices it takes:
+those addressed to people, and the case events it subscribes to).
+
 What a notice says:
 
 - :class:`NoticeContent` (with :class:`CaseFacts`, :class:`Note`,
@@ -18,7 +21,9 @@ What a notice says:
 
 from closeloop.errors import RecipientUnknown
 from closeloop.notify.base import Message, Notifier
+from closeloop.notify.channel import Channel
 from closeloop.notify.content import (
+    CASE_EVENTS,
     NOTICE_KINDS,
     CaseFacts,
     Links,
@@ -42,9 +47,11 @@ from closeloop.notify.templates import Rendered, Templates
 from closeloop.notify.webhook import WebhookNotifier
 
 __all__ = [
+    "CASE_EVENTS",
     "NOTICE_KINDS",
     "AddressBookDirectory",
     "CaseFacts",
+    "Channel",
     "Customer",
     "CustomerDirectory",
     "Links",

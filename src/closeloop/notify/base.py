@@ -6,34 +6,38 @@ from typing import Protocol, runtime_checkable
 
 from attrs import frozen
 
-from closeloop.model import Notice
 from closeloop.notify.content import Links, NoticeContent
+from closeloop.notify.directory import User
 
 __all__ = ["Message", "Notifier"]
 
 
 @frozen(kw_only=True)
 class Message:
-    """One message to deliver: a rendered notice.
+    """One message to deliver: a notice, rendered for its recipient.
 
     Attributes:
-        to: the recipient's user id (a notifier maps it to an address).
+        to: the recipient's user id; ``None`` for a case event sent to a channel
+            that needs no recipient (a webhook).
         subject: one line, never containing a line break.
         text: the plain-text body.
         html: the HTML body; every case field in it is already escaped.
         case_id: the case the message is about.
-        kind: ``"assigned"``, ``"escalated"``, …
-        notice_id: the outbox entry it comes from; the same id on every retry, so a
-            notifier can de-duplicate (for SMTP it becomes the Message-ID, for a
-            webhook the ``webhook-id``).
+        kind: ``"assigned"``, ``"escalated"``, or a case-event kind (``"opened"``…).
+        notice_id: the notice's message id: the same on every retry and on every
+            channel the notice goes to, so a receiver can drop a repeat (for SMTP it
+            becomes the Message-ID, for a webhook the ``webhook-id``).
         content: what the notice is about, as data (case fields, actor, note,
-            response, links), when the notice was written from structured facts;
-            ``None`` for a message that has only its text. A notifier given
-            templates renders its own text from it, in the recipient's language
-            and time zone.
+            response, links); ``None`` for a notice an older closeloop stored as
+            text only.
+        recipient: what the loop's user directory says about ``to`` (address, name,
+            time zone, locale), or ``None`` when it has no directory or does not
+            know them. :class:`~closeloop.notify.SmtpNotifier` takes the address
+            from here unless it has a directory of its own.
+        channel: the name of the channel delivering it.
     """
 
-    to: str
+    to: str | None
     subject: str
     text: str
     html: str
@@ -41,6 +45,8 @@ class Message:
     kind: str
     notice_id: str
     content: NoticeContent | None = None
+    recipient: User | None = None
+    channel: str = "default"
 
     @property
     def links(self) -> Links:
@@ -49,8 +55,8 @@ class Message:
 
     @classmethod
     def from_content(
-        cls, content: NoticeContent, *, to: str, notice_id: str, subject: str, text: str,
-        html: str,
+        cls, content: NoticeContent, *, to: str | None, notice_id: str, subject: str, text: str,
+        html: str, recipient: User | None = None, channel: str = "default",
     ) -> Message:
         """A message carrying ``content`` and the text already rendered from it.
 
@@ -58,20 +64,8 @@ class Message:
         """
         return cls(
             to=to, subject=subject, text=text, html=html, case_id=content.case.id,
-            kind=content.kind, notice_id=notice_id, content=content,
-        )
-
-    @classmethod
-    def from_notice(cls, notice: Notice) -> Message:
-        """The message a stored notice delivers."""
-        return cls(
-            to=notice.to,
-            subject=notice.subject,
-            text=notice.text,
-            html=notice.html,
-            case_id=notice.case_id,
-            kind=notice.kind,
-            notice_id=notice.id,
+            kind=content.kind, notice_id=notice_id, content=content, recipient=recipient,
+            channel=channel,
         )
 
 

@@ -32,18 +32,30 @@ from closeloop.validate import (
     check_comment,
     check_id,
     check_optional_id,
+    check_response_comment,
     check_score,
     optional_stored_datetime,
     stored_datetime,
 )
 
-__all__ = ["NOTICE_KINDS", "CaseFacts", "Links", "Note", "NoticeContent", "ResponseFacts"]
+__all__ = [
+    "CASE_EVENTS",
+    "NOTICE_KINDS",
+    "CaseFacts",
+    "Links",
+    "Note",
+    "NoticeContent",
+    "ResponseFacts",
+]
 
-#: Every kind of notice: the two addressed to a person (``assigned``, ``escalated``)
-#: and the case-event kinds a webhook subscriber can ask for.
-NOTICE_KINDS: Final = (
-    "assigned", "escalated", "opened", "status_changed", "closed", "response_attached",
+#: The case-event kinds a channel can subscribe to (``Channel(events=...)``). A status
+#: change to Closed is ``"closed"``; every other status change is ``"status_changed"``.
+CASE_EVENTS: Final = (
+    "opened", "assigned", "status_changed", "closed", "escalated", "response_attached",
 )
+#: Every kind of notice: the two addressed to a person (``assigned``, ``escalated``)
+#: and the case-event kinds (the same names).
+NOTICE_KINDS: Final = CASE_EVENTS
 
 
 def _kind(instance: Any, attribute: Any, value: Any) -> None:
@@ -75,6 +87,11 @@ def _optional_status_value(value: Any) -> str | None:
 
 def _priority_value(value: Any) -> str:
     return Priority.parse(value).value
+
+
+def _optional_seq(field: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInput(field, value, "must be a positive integer or None")
 
 
 def _optional_url(instance: Any, attribute: Attribute[Any], value: Any) -> None:
@@ -153,7 +170,7 @@ class ResponseFacts:
 
     id: str = field(validator=attrs_validator(check_id))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
-    comment: str | None = field(default=None, validator=attrs_validator(check_comment))
+    comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     submitted_at: datetime | None = field(
         default=None, validator=attrs_validator(optional_stored_datetime)
     )
@@ -198,6 +215,9 @@ class NoticeContent:
         from_status: for ``status_changed`` and ``closed``, the status before
             (the case's status is the one after).
         why: for ``escalated``, ``"overdue"`` or ``"untouched"``.
+        seq: for a case event, the event's position in the case's history (the
+            case's version after it): a receiver orders one case's events by it and
+            drops one it has seen. ``None`` for a notice to a person.
     """
 
     kind: str = field(validator=_kind)
@@ -210,6 +230,7 @@ class NoticeContent:
     links: Links = field(factory=Links)
     from_status: str | None = field(default=None, converter=_optional_status_value)
     why: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    seq: int | None = field(default=None, validator=attrs_validator(_optional_seq))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (strings, numbers, lists, dicts; times as ISO 8601), ready for JSON."""

@@ -12,15 +12,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, getaddresses
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 from urllib.parse import quote
 
 from closeloop.errors import InvalidInput, NotifierError, RecipientUnknown
 from closeloop.notify.base import Message
 from closeloop.notify.directory import AddressBook, AddressBookDirectory, User, UserDirectory
-
-if TYPE_CHECKING:
-    from closeloop.notify.templates import Templates
 
 __all__ = ["AddressBook", "Security", "SmtpNotifier"]
 
@@ -34,6 +31,8 @@ _SECURITIES = ("none", "starttls", "ssl")
 # none of it may reach a header, where a line break would start a new header.
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _HOSTNAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
+# A Message-ID's right part as a dot-atom of letters, digits and hyphens.
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 # Characters kept as they are in a Message-ID's left part: RFC 5322 atext, minus
 # "%" (the escape) and "." (a dot-atom may not start, end or repeat dots).
@@ -55,11 +54,11 @@ class SmtpNotifier:
     connection can never be found stale or half-closed by the server, so there is
     no pool to manage and no state shared between threads.
 
-    The email's ``Message-ID`` is derived from the notice id, so a notice retried by
-    ``CloseLoop.deliver_pending()`` carries the same Message-ID every time, and a
-    mail client that got it twice can tell that both are one notice. Its
-    ``X-Closeloop-Case`` header holds the case id, percent-encoded
-    (``urllib.parse.unquote`` gives the id back).
+    The email's ``Message-ID`` is derived from the notice's id
+    (``<notice-id@domain>``), so a notice retried by ``CloseLoop.deliver_pending()``
+    carries the same Message-ID every time, and a mail client that got it twice can
+    tell that both are one notice. Its ``X-Closeloop-Case`` header holds the case
+    id, percent-encoded (``urllib.parse.unquote`` gives the id back).
 
     Any failure (connection refused, timeout, TLS or login failure, a refused
     recipient) is raised as :class:`~closeloop.errors.NotifierError` with the
@@ -76,15 +75,13 @@ class SmtpNotifier:
         port: its port: usually 25 (relay), 587 (``"starttls"``), 465 (``"ssl"``).
         sender: the From address, ``"noreply@example.com"`` or
             ``"Customer care <noreply@example.com>"``.
-        users: the user directory that gives each recipient (``Message.to``) an
-            address, and with ``templates`` a time zone and locale. Give either
-            this or ``address_of``.
+        users: a user directory that gives each recipient (``Message.to``) an
+            address. Default: the address in ``Message.recipient``, which the loop
+            fills from its own ``CloseLoop(users=...)``; give this only to use
+            another directory than the loop's.
         address_of: the older form of ``users``: maps a user id to an email
             address, a mapping (read at each send, so later changes apply) or a
             callable returning ``None`` for an unknown user.
-        templates: when given, a message carrying ``content`` is rendered at send
-            time for its recipient (their language and time zone) instead of
-            using the message's own subject and bodies.
         security: ``"none"``, ``"starttls"`` or ``"ssl"``. With ``"starttls"`` a
             server that does not offer STARTTLS is an error, never a fallback to
             plain text.
@@ -96,6 +93,8 @@ class SmtpNotifier:
         ssl_context: the TLS settings; default :func:`ssl.create_default_context`,
             which checks the server's certificate and host name.
         local_hostname: the name given in EHLO; default the machine's FQDN.
+        message_id_domain: the right-hand side of each Message-ID; default the
+            sender's domain (a domain you control, as RFC 5322 asks).
 
     Raises:
         InvalidInput: an argument is unusable; ``field`` names it.
@@ -105,11 +104,11 @@ class SmtpNotifier:
         notifier = SmtpNotifier(
             "smtp.example.com", 587,
             sender="Customer care <care@example.com>",
-            users=StaticUserDirectory({"alice": User(address="alice@example.com",
-                                                     time_zone="Europe/Berlin")}),
             security="starttls", username="closeloop", password=os.environ["SMTP_PASSWORD"],
         )
-        loop = CloseLoop(store=SQLiteStore("closeloop.db"), notifier=notifier)
+        users = StaticUserDirectory({"alice": User(address="alice@example.com",
+                                                   time_zone="Europe/Berlin")})
+        loop = CloseLoop(store=SQLiteStore("closeloop.db"), notifier=notifier, users=users)
         loop.assign(case.id, to="alice", by="bob")     # alice@example.com gets an email
     """
 
@@ -121,30 +120,33 @@ class SmtpNotifier:
         sender: str,
         users: UserDirectory | None = None,
         address_of: AddressBook | None = None,
-        templates: Templates | None = None,
         security: Security = "none",
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
+        message_id_domain: str | None = None,
     ) -> None:
         self.host = _check_hostname("host", host)
         self.port = _check_port(port)
         self.sender = _mailbox("sender", sender)
-        if (users is None) == (address_of is None):
+        if users is not None and address_of is not None:
             raise InvalidInput(
-                "users", users, "give exactly one of users= (a UserDirectory) and address_of="
+                "users", users, "give at most one of users= (a UserDirectory) and address_of="
             )
         if users is not None and not callable(getattr(users, "lookup", None)):
             raise InvalidInput("users", users, "must have a lookup(user_id) method")
         self.address_of = address_of
-        self.users: UserDirectory = (
-            AddressBookDirectory(address_of) if address_of is not None else users  # type: ignore[assignment]
+        self.users: UserDirectory | None = (
+            AddressBookDirectory(address_of) if address_of is not None else users
         )
-        if templates is not None and not callable(getattr(templates, "render", None)):
-            raise InvalidInput("templates", templates, "must be a closeloop.notify.Templates")
-        self.templates = templates
+        if message_id_domain is None:
+            # The sender's domain is one the host controls; an IDN one is not a dot-atom.
+            message_id_domain = (
+                self.sender.domain if _DOMAIN.fullmatch(self.sender.domain) else "closeloop"
+            )
+        self.message_id_domain = _check_domain("message_id_domain", message_id_domain)
         if security not in _SECURITIES:
             raise InvalidInput("security", security, f"must be one of {', '.join(_SECURITIES)}")
         self.security: Security = security
@@ -231,12 +233,8 @@ class SmtpNotifier:
         for field in ("case_id", "notice_id", "text", "html"):
             if not isinstance(getattr(message, field), str):
                 raise InvalidInput(f"message.{field}", getattr(message, field), "must be a string")
-        user, recipient = self._recipient(message.to)
-        if self.templates is not None and message.content is not None:
-            rendered = self.templates.render(message.content, user, recipient_id=message.to)
-            subject, text, html = rendered.subject, rendered.text, rendered.html
-        else:
-            subject, text, html = message.subject, message.text, message.html
+        recipient = self._recipient(message)
+        subject, text, html = message.subject, message.text, message.html
         email = EmailMessage(policy=SMTP)
         try:
             # The SMTP policy refuses a header value with a line break too: a
@@ -245,7 +243,7 @@ class SmtpNotifier:
             email["To"] = recipient
             email["Subject"] = subject
             email["Date"] = formatdate(usegmt=True)
-            email["Message-ID"] = _message_id(message.notice_id)
+            email["Message-ID"] = _message_id(message.notice_id, self.message_id_domain)
             email["X-Closeloop-Case"] = quote(message.case_id, safe="")
             # RFC 3834: tells vacation responders not to answer a notification.
             email["Auto-Submitted"] = "auto-generated"
@@ -255,12 +253,16 @@ class SmtpNotifier:
             raise InvalidInput("message", message, f"cannot be made into an email: {exc}") from exc
         return email, recipient
 
-    def _recipient(self, user_id: str) -> tuple[User, Address]:
-        user = self.users.lookup(user_id)
+    def _recipient(self, message: Message) -> Address:
+        user_id = message.to
+        if user_id is None:
+            raise RecipientUnknown(None, "a case-event message is addressed to nobody; give "
+                                   "the channel a recipient= to email case events")
+        user = self.users.lookup(user_id) if self.users is not None else message.recipient
         if not isinstance(user, User) or not user.address:
             raise RecipientUnknown(user_id, "has no email address in the user directory")
         try:
-            return user, _mailbox("address", user.address)
+            return _mailbox("address", user.address)
         except InvalidInput as exc:
             raise RecipientUnknown(user_id, f"has an email address that is not usable: {exc}") from exc
 
@@ -305,12 +307,18 @@ def _mailbox(field: str, value: Any) -> Address:
     return address
 
 
-def _message_id(notice_id: str) -> str:
+def _message_id(notice_id: str, domain: str) -> str:
     local = quote(notice_id, safe=_MESSAGE_ID_SAFE).replace(".", "%2E")
     if len(local) > _MAX_MESSAGE_ID_LOCAL:
         # Still stable across retries, and short enough for one header line.
         local = "sha256." + hashlib.sha256(notice_id.encode()).hexdigest()
-    return f"<{local}@closeloop>"
+    return f"<{local}@{domain}>"
+
+
+def _check_domain(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not _DOMAIN.fullmatch(value):
+        raise InvalidInput(field, value, "must be a domain name such as mail.example.com")
+    return value
 
 
 def _check_hostname(field: str, value: Any) -> str:

@@ -38,7 +38,7 @@ class WebhookNotifier:
 
     With ``format="closeloop"`` the body follows the Standard Webhooks payload
     shape: ``{"type": "closeloop.<kind>", "timestamp": ..., "data": {...}}``,
-    where ``data`` holds ``notice_id``, ``to``, ``case_id``, ``kind``,
+    where ``data`` holds ``notice_id``, ``to`` (``None`` for a case event), ``case_id``, ``kind``,
     ``subject``, ``text``, ``links`` (``change``, ``case_page``) and ``content``
     (the :class:`~closeloop.notify.NoticeContent` as plain data, or ``None``).
     With ``format="slack"`` the body is ``{"text": ...}``: the subject and the
@@ -138,9 +138,11 @@ class WebhookNotifier:
 
     def build_request(self, message: Message) -> httpx.Request:
         """The signed request :meth:`send` would make for ``message``, without sending it."""
-        for name in ("to", "subject", "text", "case_id", "kind", "notice_id"):
+        for name in ("subject", "text", "case_id", "kind", "notice_id"):
             if not isinstance(getattr(message, name), str):
                 raise InvalidInput(f"message.{name}", getattr(message, name), "must be a string")
+        if message.to is not None and not isinstance(message.to, str):
+            raise InvalidInput("message.to", message.to, "must be a string or None")
         body = json.dumps(self.payload(message), ensure_ascii=False, separators=(",", ":"))
         headers = {"content-type": "application/json", "user-agent": "closeloop", **self.headers}
         if self._signer is not None:

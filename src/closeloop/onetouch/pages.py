@@ -315,13 +315,17 @@ class OneTouchPages:
 def _update_body(view: LinkView, token: str, action_path: str, status: str, comment: str,
                  error: str | None) -> str:
     case = view.case
-    rows = [("Customer", case.customer_id), ("Status", case.status.display_name),
+    name = view.customer.name if view.customer is not None else None
+    customer = f"{name} ({case.customer_id})" if name else case.customer_id
+    rows = [("Customer", customer), ("Status", case.status.display_name),
             ("Priority", case.priority.value.capitalize()), ("Assigned to", view.assignee),
             ("Opened", _when(case.opened_at))]
     if case.reasons:
         rows.append(("Reasons", ", ".join(case.reasons)))
     if case.due_at is not None:
         rows.append(("Due", _when(case.due_at)))
+    if view.response is not None and view.response.score is not None:
+        rows.append(("Survey score", f"{view.response.score} of 10"))
     table = "".join(f"<tr><th>{_e(label)}</th><td>{_e(value)}</td></tr>" for label, value in rows)
     events = "".join(
         f"<li>{_e(_when(event.at))} · {_e(event.kind.replace('_', ' '))} by {_e(event.actor)}"

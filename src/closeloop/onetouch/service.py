@@ -39,6 +39,8 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Status
+from closeloop.notify.content import ResponseFacts
+from closeloop.notify.directory import Customer
 from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch, Receipt
 from closeloop.service import CaseService
 from closeloop.validate import check_comment
@@ -57,7 +59,7 @@ _ATTEMPTS = 3
 #: Event kinds that may happen between prepare and confirm without refusing the
 #: confirmation: they add to the case's history but change nothing the assignee decided on.
 #: Every other kind (present or future) refuses it.
-HARMLESS_KINDS = frozenset({"commented", "response_attached"})
+HARMLESS_KINDS = frozenset({"commented", "response_attached", "notice_failed"})
 
 
 @frozen
@@ -71,6 +73,8 @@ class LinkView:
             assignee: a link cannot reassign.
         expires_at: when the link stops working.
         history: the latest events of the case (at most :data:`HISTORY_SHOWN`), oldest first.
+        customer: what the loop's customer directory says about the customer, if anything.
+        response: the customer's latest survey response (score, comment), if any.
     """
 
     case: Case
@@ -78,6 +82,8 @@ class LinkView:
     allowed: tuple[Status, ...]
     expires_at: datetime
     history: tuple[Event, ...]
+    customer: Customer | None = None
+    response: ResponseFacts | None = None
 
 
 @frozen
@@ -155,7 +161,13 @@ class OneTouchService:
             allowed=allowed_targets(case.status),
             expires_at=self._link_expiry(claims),
             history=tuple(history),
+            customer=self._customer(case.customer_id),
+            response=self._service.latest_response(case),
         )
+
+    def _customer(self, customer_id: str) -> Customer | None:
+        found = self._service.customers.lookup(customer_id)
+        return found if isinstance(found, Customer) else None
 
     def prepare(self, token: str, *, status: Status | str, comment: str) -> PendingChange:
         """Check the change the assignee asks for and return it for confirmation.

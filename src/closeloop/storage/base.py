@@ -251,18 +251,20 @@ class ResponseLog(Protocol):
 
 @runtime_checkable
 class Outbox(Protocol):
-    """Protocol: notices written with their change, delivered later, at least once.
+    """Protocol: deliveries of notices, written with their change, delivered later, at least once.
 
-    A notice is pending until :meth:`notices_sent` records it; pending notices are
-    listed and claimed oldest first (``created_at``, then ``id``). Claiming is the
-    only step that must be atomic across processes: two callers never claim the
-    same notice within its lease.
+    Each :class:`~closeloop.model.Notice` is one delivery (a notice through one
+    channel). It is pending until :meth:`notices_sent` records it delivered or
+    :meth:`notice_abandoned` gives it up; pending notices are listed and claimed
+    oldest first (``created_at``, then ``id``). Claiming is the only step that must
+    be atomic across processes: two callers never claim the same notice within its
+    lease. Every field of a notice comes back as written (``content`` equal as data).
     """
 
     def claim_notices(
         self, *, now: datetime, lease: timedelta, limit: int = 100
     ) -> list[Notice]:
-        """Claim up to ``limit`` unsent notices that are due (``next_attempt_at <= now``).
+        """Claim up to ``limit`` pending notices that are due (``next_attempt_at <= now``).
 
         Claiming moves ``next_attempt_at`` to ``now + lease`` in the same atomic step,
         so two processes calling this at once never get the same notice. Oldest first.
@@ -270,15 +272,22 @@ class Outbox(Protocol):
         ...
 
     def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
-        """Record that these notices were delivered (one write); they are never claimed again."""
+        """Record that these notices were delivered; they are never claimed again."""
         ...
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
         """Record a failed delivery: one more attempt, the error, and when to retry."""
         ...
 
+    def notice_abandoned(self, notice_id: str, *, error: str, at: datetime) -> None:
+        """Record a delivery that can never succeed: one more attempt, the error, ``failed_at``.
+
+        It is no longer pending (never claimed again); a delivered notice is left as it is.
+        """
+        ...
+
     def pending_notices(self) -> list[Notice]:
-        """Every notice not yet delivered, oldest first (for inspection and tests)."""
+        """Every notice neither delivered nor abandoned, oldest first (for inspection and tests)."""
         ...
 
 

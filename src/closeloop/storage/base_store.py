@@ -66,7 +66,7 @@ class BaseStore(abc.ABC):
     Defaults (override for speed): :meth:`commit`, :meth:`get`, :meth:`find`,
     :meth:`latest_cases`, :meth:`escalation_candidates`, :meth:`record_responses`,
     :meth:`responses`, :meth:`claim_notices`, :meth:`notices_sent`,
-    :meth:`notice_failed`, :meth:`report_facts`, :meth:`report`, :meth:`close`.
+    :meth:`notice_failed`, :meth:`notice_abandoned`, :meth:`report_facts`, :meth:`report`, :meth:`close`.
     The defaults read whole collections through the abstract methods: fine for
     thousands of cases, slow for millions.
     """
@@ -130,7 +130,7 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     def pending_notices(self) -> list[Notice]:
-        """Every notice not yet sent (``sent_at`` is ``None``), by ``created_at`` then ``id``."""
+        """Every pending notice (``sent_at`` and ``failed_at`` ``None``), by ``created_at``, ``id``."""
 
     @abc.abstractmethod
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
@@ -255,6 +255,13 @@ class BaseStore(abc.ABC):
             {notice_id},
             lambda n: evolve(n, attempts=n.attempts + 1, last_error=error,
                              next_attempt_at=retry_at),
+        )
+
+    def notice_abandoned(self, notice_id: str, *, error: str, at: datetime) -> None:
+        """One more attempt, the error, and the end: ``failed_at`` is ``at``."""
+        self._update_notices(
+            {notice_id},
+            lambda n: evolve(n, attempts=n.attempts + 1, last_error=error, failed_at=at),
         )
 
     def _update_notices(self, ids: set[str], update: Callable[[Notice], Notice]) -> None:

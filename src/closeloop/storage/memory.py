@@ -140,7 +140,7 @@ class MemoryStore(BaseStore):
 
     def pending_notices(self) -> list[Notice]:
         with self._lock:
-            pending = [n for n in self._notices.values() if n.sent_at is None]
+            pending = [n for n in self._notices.values() if n.pending]
         return sorted(pending, key=lambda n: (n.created_at, n.id))
 
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
@@ -219,7 +219,7 @@ class MemoryStore(BaseStore):
     ) -> list[Notice]:
         with self._lock:
             due = sorted(
-                (n for n in self._notices.values() if n.sent_at is None and n.next_attempt_at <= now),
+                (n for n in self._notices.values() if n.pending and n.next_attempt_at <= now),
                 key=lambda n: (n.created_at, n.id),
             )[:limit]
             claimed = [evolve(n, next_attempt_at=now + lease) for n in due]
@@ -230,7 +230,9 @@ class MemoryStore(BaseStore):
     def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
         with self._lock:
             for notice_id in notice_ids:
-                self._notices[notice_id] = evolve(self._notices[notice_id], sent_at=at)
+                notice = self._notices[notice_id]
+                if notice.sent_at is None:
+                    self._notices[notice_id] = evolve(notice, sent_at=at)
 
     def notice_failed(self, notice_id: str, *, error: str, retry_at: datetime) -> None:
         with self._lock:
@@ -238,6 +240,14 @@ class MemoryStore(BaseStore):
             self._notices[notice_id] = evolve(
                 notice, attempts=notice.attempts + 1, last_error=error, next_attempt_at=retry_at
             )
+
+    def notice_abandoned(self, notice_id: str, *, error: str, at: datetime) -> None:
+        with self._lock:
+            notice = self._notices[notice_id]
+            if notice.sent_at is None:
+                self._notices[notice_id] = evolve(
+                    notice, attempts=notice.attempts + 1, last_error=error, failed_at=at
+                )
 
     def report(self, query: ReportQuery) -> Report:
         with self._lock:  # one consistent snapshot; the reference reads, it copies nothing

@@ -104,7 +104,7 @@ _SQL = {
     "insert_event": f"INSERT INTO {{s}}.events ({EVENT_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
     "insert_notice": f"INSERT INTO {{s}}.outbox ({NOTICE_COLUMNS}) VALUES "
-                     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                     f"({', '.join(['%s'] * 16)})",
     "insert_response": f"INSERT INTO {{s}}.responses ({RESPONSE_COLUMNS}) VALUES "
                        "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
                        "RETURNING response_id",
@@ -133,14 +133,17 @@ _SQL = {
                "WHERE c.id = %s ORDER BY e.seq",
     "claim_notices": (
         f"UPDATE {{s}}.outbox SET next_attempt_at = %s WHERE id IN (SELECT id FROM {{s}}.outbox "
-        "WHERE sent_at IS NULL AND next_attempt_at <= %s "
+        "WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= %s "
         'ORDER BY created_at, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED) '
         f"RETURNING {NOTICE_COLUMNS}"
     ),
-    "notice_sent": "UPDATE {s}.outbox SET sent_at = %s WHERE id = %s",
+    "notice_sent": "UPDATE {s}.outbox SET sent_at = %s WHERE id = %s AND sent_at IS NULL",
     "notice_failed": "UPDATE {s}.outbox SET attempts = attempts + 1, last_error = %s, "
                      "next_attempt_at = %s WHERE id = %s",
+    "notice_abandoned": "UPDATE {s}.outbox SET attempts = attempts + 1, last_error = %s, "
+                        "failed_at = %s WHERE id = %s AND sent_at IS NULL",
     "pending_notices": f"SELECT {NOTICE_COLUMNS} FROM {{s}}.outbox WHERE sent_at IS NULL "
+                       "AND failed_at IS NULL "
                        'ORDER BY created_at, id COLLATE "C"',
 }
 
@@ -636,6 +639,10 @@ class PostgresStore(BaseStore):
         with self._transaction("writing") as conn:
             conn.execute(self._sql["notice_failed"], (error, retry_at, notice_id))
 
+    def notice_abandoned(self, notice_id: str, *, error: str, at: datetime) -> None:
+        with self._transaction("writing") as conn:
+            conn.execute(self._sql["notice_abandoned"], (error, at, notice_id))
+
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
         if not swaps:
             return []
@@ -652,8 +659,9 @@ class PostgresStore(BaseStore):
                     continue
                 conn.execute(
                     f"UPDATE {quoted(self.schema)}.outbox SET next_attempt_at = %s, "
-                    "attempts = %s, last_error = %s, sent_at = %s WHERE id = %s",
-                    (new.next_attempt_at, new.attempts, new.last_error, new.sent_at, old.id),
+                    "attempts = %s, last_error = %s, sent_at = %s, failed_at = %s WHERE id = %s",
+                    (new.next_attempt_at, new.attempts, new.last_error, new.sent_at,
+                     new.failed_at, old.id),
                 )
                 stored[old.id] = new
                 swapped.append(old.id)

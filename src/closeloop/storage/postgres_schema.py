@@ -105,6 +105,25 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE {schema}.responses ADD COLUMN content text;
     """,
+    # Notices as data, one row per (notice, channel): a delivery. Rows written before
+    # keep their rendered subject/text/html (content stays NULL) and go to the channel
+    # "default"; a case event sent to a webhook has no recipient. `failed_at` ends a
+    # delivery that cannot succeed.
+    """
+    ALTER TABLE {schema}.outbox
+        ALTER COLUMN recipient DROP NOT NULL,
+        ADD COLUMN channel text NOT NULL DEFAULT 'default',
+        ADD COLUMN message_id text,
+        ADD COLUMN content jsonb,
+        ADD COLUMN failed_at timestamptz;
+    UPDATE {schema}.outbox SET message_id = id;
+    ALTER TABLE {schema}.outbox
+        ALTER COLUMN message_id SET NOT NULL,
+        ALTER COLUMN channel DROP DEFAULT;
+    DROP INDEX {schema}.outbox_pending;
+    CREATE INDEX outbox_pending ON {schema}.outbox (next_attempt_at, created_at)
+        WHERE sent_at IS NULL AND failed_at IS NULL;
+    """,
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

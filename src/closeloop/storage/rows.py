@@ -18,6 +18,7 @@ from attrs import frozen
 from closeloop.convert import event_extra, structure_event
 from closeloop.errors import CloseLoopError, StoreError
 from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status, trusted
+from closeloop.validate import thaw
 
 __all__ = [
     "CASE_COLUMNS",
@@ -41,7 +42,7 @@ EVENT_COLUMNS = "kind, case_id, actor, at, seq, comment, via, data"
 _EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
 NOTICE_COLUMNS = (
     "id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
-    "attempts, last_error, sent_at"
+    "attempts, last_error, sent_at, channel, message_id, content, failed_at"
 )
 RESPONSE_COLUMNS = (
     "response_id, customer_id, outcome, case_id, score, submitted_at, received_at, content"
@@ -186,6 +187,9 @@ class RowCodec:
             notice.id, notice.case_id, notice.kind, notice.to, notice.subject, notice.text,
             notice.html, self.time_out(notice.created_at), self.time_out(notice.next_attempt_at),
             notice.attempts, notice.last_error, self._optional_out(notice.sent_at),
+            notice.channel, notice.message_id,
+            None if notice.content is None else self.data_out(thaw(notice.content)),
+            self._optional_out(notice.failed_at),
         )
 
     @_decoding("notice")
@@ -195,6 +199,9 @@ class RowCodec:
             id=row[0], case_id=row[1], kind=row[2], to=row[3], subject=row[4], text=row[5],
             html=row[6], created_at=self.time_in(row[7]), next_attempt_at=self.time_in(row[8]),
             attempts=row[9], last_error=row[10], sent_at=self._optional_in(row[11]),
+            channel=row[12], message_id=row[13],
+            content=None if row[14] is None else self.data_in(row[14]),
+            failed_at=self._optional_in(row[15]),
         )
 
     def response_row(self, record: ResponseRecord) -> tuple[Any, ...]:

@@ -278,7 +278,7 @@ class SQLiteStore(BaseStore):
             [CODEC.event_row(event) for event in change.events],
         )
         conn.executemany(
-            f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
             [CODEC.notice_row(notice) for notice in change.notices],
         )
         if change.responses:
@@ -481,9 +481,10 @@ class SQLiteStore(BaseStore):
                     continue
                 conn.execute(
                     "UPDATE outbox SET next_attempt_at = ?, attempts = ?, last_error = ?, "
-                    "sent_at = ? WHERE id = ?",
+                    "sent_at = ?, failed_at = ? WHERE id = ?",
                     (to_micros(new.next_attempt_at), new.attempts, new.last_error,
-                     None if new.sent_at is None else to_micros(new.sent_at), old.id),
+                     None if new.sent_at is None else to_micros(new.sent_at),
+                     None if new.failed_at is None else to_micros(new.failed_at), old.id),
                 )
                 swapped.append(old.id)
         return swapped
@@ -494,7 +495,7 @@ class SQLiteStore(BaseStore):
         with self._write() as conn:
             rows = conn.execute(
                 f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
-                "AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
+                "AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
                 (to_micros(now), limit),
             ).fetchall()
             until = to_micros(now + lease)
@@ -507,7 +508,7 @@ class SQLiteStore(BaseStore):
     def notices_sent(self, notice_ids: Sequence[str], *, at: datetime) -> None:
         with self._write() as conn:
             conn.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE id = ?",
+                "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
                 [(to_micros(at), notice_id) for notice_id in notice_ids],
             )
 
@@ -519,13 +520,21 @@ class SQLiteStore(BaseStore):
                 (error, to_micros(retry_at), notice_id),
             )
 
+    def notice_abandoned(self, notice_id: str, *, error: str, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? "
+                "WHERE id = ? AND sent_at IS NULL",
+                (error, to_micros(at), notice_id),
+            )
+
     def pending_notices(self) -> list[Notice]:
         with _translated("reading"):
             rows = (
                 self._connection()
                 .execute(
                     f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
-                    "ORDER BY created_at, id"
+                    "AND failed_at IS NULL ORDER BY created_at, id"
                 )
                 .fetchall()
             )

@@ -134,6 +134,40 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE responses ADD COLUMN content TEXT;
     """,
+    # Notices as data, one row per (notice, channel): a delivery. Rows written before
+    # keep their rendered subject/text/html (content stays NULL) and go to the channel
+    # "default"; a case event sent to a webhook has no recipient, hence the rebuild
+    # (SQLite cannot drop a NOT NULL). `failed_at` ends a delivery that cannot succeed.
+    """
+    CREATE TABLE outbox_deliveries (
+        id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL REFERENCES cases (id),
+        kind TEXT NOT NULL,
+        recipient TEXT,
+        subject TEXT NOT NULL,
+        text TEXT NOT NULL,
+        html TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        sent_at INTEGER,
+        channel TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        content TEXT,
+        failed_at INTEGER
+    );
+    INSERT INTO outbox_deliveries
+        (id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at,
+         attempts, last_error, sent_at, channel, message_id, content, failed_at)
+    SELECT id, case_id, kind, recipient, subject, text, html, created_at, next_attempt_at,
+           attempts, last_error, sent_at, 'default', id, NULL, NULL
+    FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_deliveries RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox (next_attempt_at, created_at)
+        WHERE sent_at IS NULL AND failed_at IS NULL;
+    """,
 )
 
 def to_micros(value: datetime) -> int:

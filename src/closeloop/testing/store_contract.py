@@ -27,6 +27,7 @@ from closeloop.model import (
 )
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
+from closeloop.testing.outbox_contract import OutboxContract
 from closeloop.testing.response_update_contract import ResponseUpdateContract
 
 __all__ = ["StoreContract", "make_case", "make_notice", "opened_change"]
@@ -91,7 +92,7 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract(ResponseUpdateContract):
+class StoreContract(ResponseUpdateContract, OutboxContract):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.

@@ -16,7 +16,6 @@ host template can ``{% extends "closeloop/html.j2" %}`` and change one block.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -29,41 +28,17 @@ from jinja2.sandbox import SandboxedEnvironment
 from closeloop.errors import InvalidInput, NotifierError
 from closeloop.notify.base import Message
 from closeloop.notify.content import NoticeContent
-from closeloop.notify.directory import (
-    Customer,
-    CustomerDirectory,
-    NoCustomers,
-    User,
-    UserDirectory,
-)
-from closeloop.notify.templates.legacy import one_line
+from closeloop.notify.directory import Customer, CustomerDirectory, User, UserDirectory
+from closeloop.notify.templates.filters import one_line, quote_lines
 
-__all__ = ["DEFAULT_TEMPLATES", "PARTS", "Rendered", "Templates", "quote_lines"]
+__all__ = ["DEFAULT_TEMPLATES", "PARTS", "Rendered", "Templates"]
 
 #: The package holding the default templates (``importlib.resources`` finds them there).
 DEFAULT_TEMPLATES: Final = "closeloop.notify.templates"
 #: The three parts of a notice, each its own template.
 PARTS: Final = ("subject", "text", "html")
 
-# Control characters (tab and line feed aside) and every line break but "\n":
-# a customer's CR or U+2028 could otherwise start a line a reader takes for ours.
-_UNQUOTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_OTHER_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85]")
-
 _WHY = {"overdue": "overdue", "untouched": "untouched for too long"}
-
-
-def quote_lines(value: str | None) -> str:
-    """Quote someone's words for a plain-text body: every line starts with ``"> "``.
-
-    Carriage returns and other line breaks become ``"\\n"`` first and control
-    characters are dropped, so no line of the quote can pass for one of the
-    notice's own lines (a ``Change: https://…`` link line, say).
-    """
-    if not value:
-        return ""
-    text = _UNQUOTABLE.sub("", _OTHER_BREAKS.sub("\n", value)).strip("\n")
-    return "\n".join("> " + line if line else ">" for line in text.split("\n"))
 
 
 @frozen
@@ -93,31 +68,37 @@ class Templates:
     Templates run in Jinja2's sandbox; ``.html`` templates are autoescaped, so
     a customer's name such as ``<b>`` shows as text. Every template sees:
 
-    ``notice`` (the :class:`~closeloop.notify.NoticeContent`), ``kind``, ``case``,
-    ``note``, ``response``, ``links``, ``customer`` (the :class:`Customer` the
-    customer directory returned, or ``None``), ``customer_name`` (their name,
-    else their id), ``actor_name`` (the actor's display name, else their id),
-    ``recipient`` (a :class:`User`), ``recipient_id``, ``recipient_name``, and
-    ``why_text`` (``"overdue"``…). Filters: ``when`` (an aware time in the
-    recipient's zone, ``"Wed 7 Jan 2026, 10:00 CET"``), ``quoted``
-    (:func:`quote_lines`) and ``one_line``.
+    - ``notice`` (the :class:`~closeloop.notify.NoticeContent`), ``kind``, ``case``,
+      ``note`` (an agent's note), ``response`` (the customer's), ``links``;
+    - ``customer`` (the :class:`Customer` the customer directory returned, or
+      ``None``) and ``customer_name`` (their name, else their id);
+    - ``actor_name``, ``note_author`` and ``assignee_name``: display names from
+      the user directory, else the user ids;
+    - ``recipient`` (a :class:`User`), ``recipient_id``, ``recipient_name``, and
+      ``to_assignee`` (the message goes to the case's assignee);
+    - ``why_text`` (``"overdue"``…) and ``details``, the (label, value) rows the
+      default templates show.
+
+    Filters: ``when`` (an aware time in the recipient's zone,
+    ``"Wed 7 Jan 2026, 10:00 CET"``), ``quoted``
+    (:func:`~closeloop.notify.templates.quote_lines`) and ``one_line``.
+
+    Templates are read once, when first used: restart the process to pick up a
+    changed template file.
 
     Args:
         directory: a folder of templates that take precedence over the defaults.
         loader: a Jinja2 loader that takes precedence over ``directory`` and the
             defaults (``jinja2.DictLoader({...})``, a ``PackageLoader`` …).
-        customers: where customer names and contact details come from; default
-            none (notices show the customer id).
-        users: where the actor's display name comes from; the recipient is passed
-            to :meth:`render` by the notifier that knows them.
 
     Raises:
         InvalidInput: an argument is unusable; ``field`` names it.
 
     Example::
 
-        templates = Templates(directory="templates/closeloop", customers=CrmCustomers())
-        rendered = templates.render(content, User(time_zone="Europe/Berlin", locale="de"))
+        templates = Templates(directory="templates/closeloop")
+        rendered = templates.render(content, User(time_zone="Europe/Berlin", locale="de"),
+                                    customers=CrmCustomers())
     """
 
     def __init__(
@@ -125,8 +106,6 @@ class Templates:
         *,
         directory: str | PathLike[str] | None = None,
         loader: jinja2.BaseLoader | None = None,
-        customers: CustomerDirectory | None = None,
-        users: UserDirectory | None = None,
     ) -> None:
         loaders: list[jinja2.BaseLoader] = []
         if loader is not None:
@@ -139,14 +118,10 @@ class Templates:
             loaders.append(jinja2.FileSystemLoader(Path(directory)))
         defaults = jinja2.PackageLoader(DEFAULT_TEMPLATES, "")
         loaders += [defaults, jinja2.PrefixLoader({"closeloop": defaults})]
-        if customers is not None and not callable(getattr(customers, "lookup", None)):
-            raise InvalidInput("customers", customers, "must have a lookup(customer_id) method")
-        if users is not None and not callable(getattr(users, "lookup", None)):
-            raise InvalidInput("users", users, "must have a lookup(user_id) method")
-        self.customers: CustomerDirectory = customers if customers is not None else NoCustomers()
-        self.users = users
         self.environment = SandboxedEnvironment(
             loader=jinja2.ChoiceLoader(loaders),
+            # Templates are read once: no stat() of every file on every notice.
+            auto_reload=False,
             autoescape=_is_html,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -156,6 +131,8 @@ class Templates:
         self.environment.filters["quoted"] = quote_lines
         self.environment.filters["one_line"] = one_line
         self.environment.filters["when"] = _when
+        # (kind, part, locale) -> the template chosen; a miss costs a search of every loader.
+        self._chosen: dict[tuple[str, str, str | None], jinja2.Template] = {}
 
     def names(self, kind: str, part: str, locale: str | None) -> list[str]:
         """The template names tried for this kind, part and locale, first match wins."""
@@ -165,12 +142,26 @@ class Templates:
         return [*names, f"{kind}.{part}.j2", f"{part}.j2"]
 
     def render(
-        self, content: NoticeContent, recipient: User | None = None, *,
+        self,
+        content: NoticeContent,
+        recipient: User | None = None,
+        *,
         recipient_id: str | None = None,
+        users: UserDirectory | None = None,
+        customers: CustomerDirectory | None = None,
     ) -> Rendered:
-        """Render ``content`` for ``recipient`` (default: UTC, no locale).
+        """Render ``content`` for a recipient.
 
-        The subject is folded to one line of at most 200 characters.
+        Args:
+            content: what the notice is about.
+            recipient: who reads it (time zone, locale, name); default: what ``users``
+                says about ``recipient_id``, else UTC and no locale.
+            recipient_id: the user id it is addressed to, if any.
+            users: the user directory, for display names (and the recipient).
+            customers: the customer directory, for the customer's name and details.
+
+        The subject is folded to one line of at most
+        :data:`~closeloop.notify.templates.MAX_SUBJECT` characters.
 
         Raises:
             InvalidInput: ``content`` is not a NoticeContent.
@@ -179,13 +170,15 @@ class Templates:
         """
         if not isinstance(content, NoticeContent):
             raise InvalidInput("content", content, "must be a NoticeContent")
+        if recipient is None and users is not None and recipient_id is not None:
+            recipient = _user(users, recipient_id)
         user = recipient if recipient is not None else User()
-        context = self._context(content, user, recipient_id)
+        context = _Context(content, user, recipient_id, users, customers).variables()
         parts: dict[str, str] = {}
         for part in PARTS:
             names = self.names(content.kind, part, user.locale)
             try:
-                template = self.environment.select_template(names)
+                template = self._template(content.kind, part, user.locale, names)
                 parts[part] = template.render(context)
             except jinja2.TemplateError as exc:
                 raise NotifierError(
@@ -194,45 +187,81 @@ class Templates:
                 ) from exc
         return Rendered(one_line(parts["subject"]), parts["text"], parts["html"])
 
-    def message(
-        self, content: NoticeContent, *, to: str, notice_id: str, recipient: User | None = None,
-    ) -> Message:
-        """Render ``content`` for ``recipient`` and wrap it as a :class:`Message` to ``to``."""
-        rendered = self.render(content, recipient, recipient_id=to)
-        return Message.from_content(content, to=to, notice_id=notice_id, subject=rendered.subject,
-                                    text=rendered.text, html=rendered.html)
+    def _template(self, kind: str, part: str, locale: str | None,
+                  names: list[str]) -> jinja2.Template:
+        key = (kind, part, locale)
+        template = self._chosen.get(key)
+        if template is None:
+            template = self._chosen[key] = self.environment.select_template(names)
+        return template
 
-    def _context(self, content: NoticeContent, user: User, recipient_id: str | None) -> dict[str, Any]:
-        customer = self._customer(content.case.customer_id)
+    def message(
+        self, content: NoticeContent, *, to: str | None, notice_id: str,
+        recipient: User | None = None, users: UserDirectory | None = None,
+        customers: CustomerDirectory | None = None, channel: str = "default",
+    ) -> Message:
+        """Render ``content`` for ``to`` and wrap it as a :class:`Message`."""
+        if recipient is None and users is not None and to is not None:
+            recipient = _user(users, to)
+        rendered = self.render(content, recipient, recipient_id=to, users=users,
+                               customers=customers)
+        return Message.from_content(content, to=to, notice_id=notice_id, subject=rendered.subject,
+                                    text=rendered.text, html=rendered.html, recipient=recipient,
+                                    channel=channel)
+
+
+def _user(users: UserDirectory, user_id: str) -> User | None:
+    found = users.lookup(user_id)
+    return found if isinstance(found, User) else None
+
+
+class _Context:
+    """The variables one rendering sees (names looked up once each)."""
+
+    def __init__(self, content: NoticeContent, recipient: User, recipient_id: str | None,
+                 users: UserDirectory | None, customers: CustomerDirectory | None) -> None:
+        self.content = content
+        self.recipient = recipient
+        self.recipient_id = recipient_id
+        self.users = users
+        found = customers.lookup(content.case.customer_id) if customers is not None else None
+        self.customer = found if isinstance(found, Customer) else None
+
+    def name_of(self, user_id: str | None) -> str:
+        if user_id is None:
+            return ""
+        if user_id == self.recipient_id and self.recipient.display_name:
+            return self.recipient.display_name
+        found = _user(self.users, user_id) if self.users is not None else None
+        return found.display_name if found is not None and found.display_name else user_id
+
+    def variables(self) -> dict[str, Any]:
+        content, case = self.content, self.content.case
+        customer = self.customer
         return {
             "notice": content,
             "kind": content.kind,
-            "case": content.case,
+            "case": case,
             "note": content.note,
             "response": content.response,
             "links": content.links,
             "customer": customer,
-            "customer_name": (customer.name if customer and customer.name
-                              else content.case.customer_id),
-            "actor_name": self._user_name(content.actor),
-            "note_author": self._user_name(content.note.by) if content.note else "",
-            "details": _details(content, customer, user),
-            "recipient": user,
-            "recipient_id": recipient_id,
-            "recipient_name": user.display_name or recipient_id or "",
+            "customer_name": customer.name if customer and customer.name else case.customer_id,
+            "actor_name": self.name_of(content.actor),
+            "note_author": self.name_of(content.note.by) if content.note else "",
+            "assignee_name": self.name_of(case.assignee),
+            "details": _details(content, customer, self.recipient, self.recipient_id,
+                                self.name_of(case.assignee)),
+            "recipient": self.recipient,
+            "recipient_id": self.recipient_id,
+            "recipient_name": self.recipient.display_name or self.recipient_id or "",
+            "to_assignee": self.recipient_id is not None and self.recipient_id == case.assignee,
             "why_text": _WHY.get(content.why or "", content.why or ""),
         }
 
-    def _user_name(self, user_id: str) -> str:
-        found = self.users.lookup(user_id) if self.users is not None else None
-        return found.display_name if isinstance(found, User) and found.display_name else user_id
 
-    def _customer(self, customer_id: str) -> Customer | None:
-        found = self.customers.lookup(customer_id)
-        return found if isinstance(found, Customer) else None
-
-
-def _details(content: NoticeContent, customer: Customer | None, user: User) -> list[tuple[str, str]]:
+def _details(content: NoticeContent, customer: Customer | None, user: User,
+             recipient_id: str | None, assignee_name: str) -> list[tuple[str, str]]:
     """The (label, value) rows the default templates show, each value folded to one line."""
     case = content.case
     name = customer.name if customer is not None and customer.name else None
@@ -246,9 +275,9 @@ def _details(content: NoticeContent, customer: Customer | None, user: User) -> l
         rows.append(("Reasons", ", ".join(case.reasons)))
     if case.due_at is not None:
         rows.append(("Due", _format_time(case.due_at.astimezone(user.zone))))
-    if case.assignee is not None and content.kind != "assigned":
-        rows.append(("Assignee", case.assignee))
-    rows += [("Case", case.id), ("Sent", _format_time(content.created_at.astimezone(user.zone)))]
+    if case.assignee is not None and case.assignee != recipient_id:
+        rows.append(("Assignee", assignee_name))
+    rows += [("Opened", _format_time(case.opened_at.astimezone(user.zone))), ("Case", case.id)]
     return [(one_line(label, 80), one_line(value, 500)) for label, value in rows]
 
 
