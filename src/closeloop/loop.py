@@ -37,6 +37,7 @@ from closeloop.notify.templates import render_assignment
 from closeloop.onetouch.service import OneTouchService
 from closeloop.onetouch.tokens import OneTouch
 from closeloop.outbox import DeliveryReport, Outbox, retry_delay
+from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Report, ReportQuery
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Store
@@ -128,8 +129,10 @@ class CloseLoop:
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
         self.notifier: Notifier = LogNotifier() if notifier is None else notifier
-        if not isinstance(self.store, Store):
-            raise InvalidInput("store", store, "must implement the closeloop Store protocol")
+        problems = protocol_problems(self.store, Store)
+        if problems:
+            raise InvalidInput("store", store, "must implement the closeloop Store protocol: "
+                               + "; ".join(problems))
         if not isinstance(self.notifier, Notifier):
             raise InvalidInput("notifier", notifier, "must have a send(message) method")
         if clock is not None:

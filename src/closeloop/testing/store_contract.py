@@ -25,10 +25,12 @@ from closeloop.model import (
     Status,
     StatusChanged,
 )
+from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
+from closeloop.testing.report_contract import ReportContract
 
-__all__ = ["StoreContract", "make_case", "make_notice", "opened_change"]
+__all__ = ["StoreContract", "make_case", "make_notice", "make_record", "opened_change"]
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -90,7 +92,7 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract:
+class StoreContract(ReportContract):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.
@@ -102,8 +104,8 @@ class StoreContract:
         raise NotImplementedError("provide a `store` fixture returning your store")
 
     def test_satisfies_protocol(self, store: Store) -> None:
-        """The store has every method of the Store protocol."""
-        assert isinstance(store, Store)
+        """The store has every method of the Store protocol, each callable as closeloop calls it."""
+        assert protocol_problems(store, Store) == []
 
     def test_new_case_reads_back_equal(self, store: Store) -> None:
         """A committed new case and its opening event read back equal to what was written."""
