@@ -48,7 +48,7 @@ def run_pytest(
 class MisSignedStore(MemoryStore):
     """A store whose ``history`` takes its argument under another name."""
 
-    def history(self, case):  # type: ignore[no-untyped-def, override]
+    def history(self, case):  # type: ignore[no-untyped-def]
         """The wrong signature on purpose."""
         return super().history(case)
 
@@ -108,7 +108,7 @@ class TestProtocolCheck:
     def test_closeloop_refuses_a_store_naming_its_problems(self) -> None:
         """CloseLoop(store=…) raises InvalidInput on the store field, naming each bad method."""
         with pytest.raises(InvalidInput) as raised:
-            CloseLoop(store=MisSignedStore())  # type: ignore[arg-type]
+            CloseLoop(store=MisSignedStore())
         assert raised.value.field == "store"
         assert "history(case_id): takes (case)" in str(raised.value)
 

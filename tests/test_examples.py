@@ -58,3 +58,13 @@ def test_report(tmp_path: Path) -> None:
     assert "Detractor cases opened in the last 7 days" in out
     again = run_example("report.py", "--sqlite", str(tmp_path / "month.db"), cwd=tmp_path)
     assert again == out
+
+
+def test_custom_store(tmp_path: Path) -> None:
+    """The custom store example works a case to Closed on its journal; a rerun finds the first case."""
+    out = run_example("custom_store.py", cwd=tmp_path)
+    assert "4. status_changed  by alice: Refund issued" in out
+    assert "emails sent: 1 (to alice)" in out
+    assert "all cases in closeloop-journal.jsonl: 1; closed: 1" in out
+    again = run_example("custom_store.py", cwd=tmp_path)  # the journal survives a restart
+    assert "all cases in closeloop-journal.jsonl: 2; closed: 2" in again
