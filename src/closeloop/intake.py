@@ -40,7 +40,7 @@ from closeloop.notify.templates import render_assignment
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
-from closeloop.validate import check_positive_int
+from closeloop.validate import check_positive_int, check_positive_timedelta
 from closeloop.workflow import check_transition
 
 __all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
@@ -70,9 +70,7 @@ class Dedupe:
         """Like a cool-down, but a matching response within ``window`` of the close
         reopens the case (a status change Closed → Open by the trigger) instead of
         only joining it."""
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            raise InvalidInput("dedupe", window, "the reopen window must be a positive timedelta")
-        return cls("reopen", window)
+        return cls("reopen", check_positive_timedelta("dedupe", window))
 
     @classmethod
     def parse(cls, value: object) -> Dedupe:
@@ -229,12 +227,16 @@ class Intake:
 
     def ingest(self, response: SurveyResponse) -> IngestOutcome:
         _check_response(response)
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             try:
                 return self._ingest_once(response)
             except ConcurrentUpdate:
-                continue  # another process changed the customer's case or took the id
-        raise ConcurrentUpdate(response.id, None, None)
+                # another process changed the customer's case or took the id: read again,
+                # unless this was the last try; then the caller gets the last conflict,
+                # which names the case that kept changing (never the response as a case)
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _ingest_once(self, response: SurveyResponse) -> IngestOutcome:
         store = self.service.store

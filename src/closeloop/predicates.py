@@ -37,7 +37,7 @@ from attrs import field, frozen
 from closeloop._codegen import _Source
 from closeloop.errors import InvalidInput
 from closeloop.model import SurveyResponse
-from closeloop.validate import attrs_validator, check_id
+from closeloop.validate import attrs_validator, check_callable, check_id
 
 __all__ = [
     "MAX_DEPTH",
@@ -455,8 +455,7 @@ def _label(field_name: str, value: Any) -> None:
 
 
 def _callable(field_name: str, value: Any) -> None:
-    if not callable(value):
-        raise InvalidInput(field_name, value, "must be callable: (SurveyResponse) -> bool")
+    check_callable(field_name, value, "callable: (SurveyResponse) -> bool")
 
 
 @frozen

@@ -36,6 +36,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from closeloop.errors import InvalidInput, TokenInvalid
 from closeloop.model import Status
+from closeloop.validate import check_positive_timedelta
 
 __all__ = [
     "CONFIRM_SALT",
@@ -152,12 +153,6 @@ def _base_url(value: Any) -> str:
     return value
 
 
-def _positive(field: str, value: Any) -> timedelta:
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidInput(field, value, "must be a positive timedelta")
-    return value
-
-
 class OneTouch:
     """One-touch configuration: the signing keys, where links point, how long they last.
 
@@ -192,8 +187,8 @@ class OneTouch:
     ) -> None:
         keys = _secret_keys(secret_key)
         self.base_url = _base_url(base_url)
-        self.max_age = _positive("max_age", max_age)
-        self.confirm_max_age = _positive("confirm_max_age", confirm_max_age)
+        self.max_age = check_positive_timedelta("max_age", max_age)
+        self.confirm_max_age = check_positive_timedelta("confirm_max_age", confirm_max_age)
         self._link = _serializer(keys, LINK_SALT)
         self._confirm = _serializer(keys, CONFIRM_SALT)
         self._receipt = _serializer(keys, RECEIPT_SALT)
