@@ -140,8 +140,7 @@ def test_helpers_are_exported_from_closeloop_testing() -> None:
 
 
 def test_importing_the_kit_loads_no_contract_and_no_pytest() -> None:
-    """`import closeloop.testing` loads neither the contracts (the plugin must register them
-    for rewriting first) nor pytest (FixedClock works without it)."""
+    """`import closeloop.testing` loads no contract (the plugin registers them first) and no pytest."""
     probe = ("import sys, closeloop.testing; "
              "print(sorted(m for m in sys.modules if m.endswith('_contract') or m == 'pytest'))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

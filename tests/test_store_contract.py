@@ -51,8 +51,7 @@ class TestSQLiteStore(StoreContract):
 
 
 class TestCustomStoreExample(StoreContract):
-    """examples/custom_store.py (BaseStore's abstract methods only, on a journal file) keeps
-    the store contract."""
+    """examples/custom_store.py (BaseStore's abstract methods only, on a journal) keeps the contract."""
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
@@ -77,8 +76,7 @@ def test_the_custom_store_example_implements_only_the_abstract_methods() -> None
 
 
 def test_two_custom_stores_on_one_journal_share_it(tmp_path: Path) -> None:
-    """Two FileStores on one journal (as two processes would have) see each other's writes,
-    and their rotations and notice claims never overlap."""
+    """Two FileStores on one journal (two processes) share writes; rotations and claims never overlap."""
     from datetime import timedelta
 
     from closeloop import ConcurrentUpdate

@@ -102,8 +102,7 @@ class AlwaysRaced(MemoryStore):
 
 
 def test_ingest_that_keeps_losing_names_the_case_not_the_response() -> None:
-    """When every retry loses a race, ingest raises the last conflict: it names the case that kept
-    changing, and never passes the response id off as a case id."""
+    """An ingest that loses every retry raises the last conflict, naming the case, not the response."""
     loop = CloseLoop(store=AlwaysRaced(), notifier=MemoryNotifier(),
                      triggers=[Trigger("detractor", nps_between(0, 6))])
     with pytest.raises(ConcurrentUpdate) as raised:

@@ -4,8 +4,9 @@ Subclass :class:`BaseStore` and implement its abstract methods; every other
 method of the :class:`~closeloop.storage.Store` protocol has a correct default
 built on them, using the library's business rules (overdue, first action,
 escalation selection, the report). Override a default only to make it faster;
-the contract suite (:class:`closeloop.testing.StoreContract`) checks the
-overrides against the defaults.
+the contract suite (:class:`closeloop.testing.StoreContract`) holds the
+overrides to the same behaviour, and a report override to the reference
+computation on generated histories.
 
 Example::
 
@@ -20,7 +21,7 @@ Example::
         def next_in_rotation(self, key, size): ...
 
 ``docs/storage.md`` walks through a complete one; ``examples/custom_store.py``
-keeps everything in a JSON file.
+keeps everything in a JSON Lines journal shared by processes.
 """
 
 from __future__ import annotations

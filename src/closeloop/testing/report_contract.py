@@ -180,10 +180,8 @@ class ReportContract:
                     by_assignee={name: one_open for name in sorted(names)})
 
     def test_report_first_action_rule(self, store: Store) -> None:
-        """First action: the first change, assignment or comment by someone other than the opener.
-
-        Attached responses and escalations are not actions; a reopen does not move it.
-        """
+        """First action: the first change, assignment or comment by someone but the opener."""
+        # Attached responses and escalations are not actions; a reopen does not move it.
         clock = FixedClock(T0)
         loop = _loop(store, clock, Trigger("detractor", nps_between(0, 6), due_in=H),
                      Trigger("contact", contact_requested()))
@@ -269,8 +267,9 @@ class ReportContract:
                 unassigned=0)
 
     def test_report_recovery_rules(self, store: Store) -> None:
-        """Recovery compares each customer's last response at or before their latest close with
-        their first one after it; detractors are 0–6, recovered is 7 or more."""
+        """Recovery: last response at or before the latest close vs first after; 0–6 → 7+."""
+        # Per customer with a Closed case: the last response submitted at or before their
+        # latest close against the first one after it; detractors are 0–6, recovered 7 or more.
         clock = FixedClock(T0)
         loop = _loop(store, clock)  # no triggers: every response is only recorded
         close_at = T0 + 10 * H
@@ -320,9 +319,10 @@ class ReportContract:
     def test_report_matches_the_reference_on_generated_histories(
         self, store: Store, data: st.DataObject
     ) -> None:
-        """For any history, store.report() equals the reference over store.report_facts(),
-        and what a MemoryStore reports for the same history, figure by figure, for several
-        queries (since/until at case boundaries, assignee, reason, a `now` at a due date)."""
+        """For any history, store.report() equals the reference, figure by figure."""
+        # The reference twice: over this store's report_facts(), and a MemoryStore given the
+        # same history; for several queries (since/until at case boundaries, assignee,
+        # reason, a `now` at a due date).
         operations = data.draw(st.lists(_OPERATIONS, max_size=40), label="operations")
         epoch = next(_EPOCHS)
         base = T0 + epoch * _EPOCH_LENGTH
