@@ -19,8 +19,6 @@ given the same history.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,9 +26,7 @@ import attrs
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from closeloop import CloseLoop, CloseLoopError, Status, SurveyResponse
-from closeloop.escalation import ESCALATION_ACTOR
-from closeloop.model import Escalated
+from closeloop import CloseLoop, Status, SurveyResponse
 from closeloop.report_reference import report_from_facts
 from closeloop.reporting import (
     AssigneeStats,
@@ -39,10 +35,11 @@ from closeloop.reporting import (
     Report,
     ReportQuery,
 )
-from closeloop.storage.base import Change, Store
+from closeloop.storage.base import Store
 from closeloop.storage.memory import MemoryStore
 from closeloop.testing.clock import START as T0
 from closeloop.testing.clock import FixedClock
+from closeloop.testing.generated_histories import EPOCH_LENGTH, EPOCHS, OPERATIONS, make_loop, replay
 from closeloop.triggers import Trigger, contact_requested, nps_between
 
 __all__ = ["ReportContract", "report_fields"]
@@ -63,15 +60,6 @@ def report_fields(report: Report) -> dict[str, Any]:
 def counts(open_: int = 0, progress: int = 0, closed: int = 0) -> dict[Status, int]:
     """A ``status_counts`` mapping."""
     return {Status.OPEN: open_, Status.PROGRESS: progress, Status.CLOSED: closed}
-
-
-def _loop(store: Store, clock: FixedClock, *triggers: Trigger, prefix: str = "") -> CloseLoop:
-    """A loop on ``store`` with predictable ids that writes notices but never sends them."""
-    numbers = itertools.count(1)
-    return CloseLoop(
-        store=store, clock=clock, triggers=triggers, deliver_notices=False,
-        id_factory=lambda: f"{prefix}id-{next(numbers):05}",
-    )
 
 
 def _close(loop: CloseLoop, case_id: str, by: str = "alice") -> None:
@@ -105,7 +93,7 @@ class ReportContract:
         """Open cases fall in [0, 1 d), [1 d, 3 d), [3 d, 7 d), [7 d, …) by age at query.now."""
         now = T0 + 30 * D
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         done = loop.open_case("cust-closed", by="agent")
         clock.advance(H)
         _close(loop, done.id)
@@ -125,7 +113,7 @@ class ReportContract:
         """A case due exactly at query.now is overdue, one due a microsecond later is not."""
         now = T0 + 10 * D
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         for due in (now, now + US, now - D, None):
             loop.open_case("cust", by="agent", due_at=due)
         in_progress = loop.open_case("cust", by="agent", due_at=now - D)
@@ -138,7 +126,7 @@ class ReportContract:
     def test_report_sla_counts_closed_cases_with_a_due_date(self, store: Store) -> None:
         """closed_within_sla: of cases Closed now with a due date, those closed at or before it."""
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         due = T0 + 2 * H
 
         def case_closed_at(*times: timedelta, due_at: datetime | None = due) -> None:
@@ -163,7 +151,7 @@ class ReportContract:
         """A report selects cases opened in [since, until), to the microsecond."""
         since, until = T0 + D, T0 + 2 * D
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         for name, opened in [("before-since", since - US), ("at-since", since),
                              ("before-until", until - US), ("at-until", until)]:
             clock.set(opened)
@@ -183,7 +171,7 @@ class ReportContract:
         """First action: the first change, assignment or comment by someone but the opener."""
         # Attached responses and escalations are not actions; a reopen does not move it.
         clock = FixedClock(T0)
-        loop = _loop(store, clock, Trigger("detractor", nps_between(0, 6), due_in=H),
+        loop = make_loop(store, clock, Trigger("detractor", nps_between(0, 6), due_in=H),
                      Trigger("contact", contact_requested()))
         commented = loop.open_case("a", by="agent-1")
         own_then_assigned = loop.open_case("b", by="agent-1")
@@ -212,7 +200,7 @@ class ReportContract:
     def test_report_time_to_close_and_per_assignee_medians(self, store: Store) -> None:
         """Time to close runs to the last close of cases Closed now; means floor to the µs."""
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         closes: dict[str, tuple[str, list[timedelta]]] = {
             "p": ("alice", [H]),
             "q": ("alice", [2 * H]),
@@ -248,7 +236,7 @@ class ReportContract:
     def test_report_reasons_assignees_and_filters(self, store: Store) -> None:
         """A repeated reason counts once; reason and assignee filters match exactly."""
         clock = FixedClock(T0)
-        loop = _loop(store, clock)
+        loop = make_loop(store, clock)
         loop.open_case("a", by="agent", reasons=("vip", "late", "vip"))
         late = loop.open_case("b", by="agent", reasons=("late",))
         loop.assign(late.id, to="alice", by="lead")
@@ -271,7 +259,7 @@ class ReportContract:
         # Per customer with a Closed case: the last response submitted at or before their
         # latest close against the first one after it; detractors are 0–6, recovered 7 or more.
         clock = FixedClock(T0)
-        loop = _loop(store, clock)  # no triggers: every response is only recorded
+        loop = make_loop(store, clock)  # no triggers: every response is only recorded
         close_at = T0 + 10 * H
         cases: dict[str, list[str]] = {}
         for customer in ("c1", "c2", "c3", "c4", "c5", "c6", "c6", "c7", "c8"):
@@ -323,12 +311,12 @@ class ReportContract:
         # The reference twice: over this store's report_facts(), and a MemoryStore given the
         # same history; for several queries (since/until at case boundaries, assignee,
         # reason, a `now` at a due date).
-        operations = data.draw(st.lists(_OPERATIONS, max_size=40), label="operations")
-        epoch = next(_EPOCHS)
-        base = T0 + epoch * _EPOCH_LENGTH
+        operations = data.draw(st.lists(OPERATIONS, max_size=40), label="operations")
+        epoch = next(EPOCHS)
+        base = T0 + epoch * EPOCH_LENGTH
         prefix = f"e{epoch}-"
         oracle = MemoryStore()
-        ends = [_replay(target, base, prefix, operations) for target in (store, oracle)]
+        ends = [replay(target, base, prefix, operations) for target in (store, oracle)]
         assert ends[0] == ends[1], "the same operations made a different history on this store"
         end, opened, due = ends[0]
         later = data.draw(st.sampled_from([timedelta(0), H, D, 14 * D]), label="later")
@@ -352,94 +340,3 @@ class ReportContract:
                 f"store.report() differs from the reference over store.report_facts() for {query}")
             assert report_fields(report) == report_fields(oracle.report(query)), (
                 f"store.report() differs from MemoryStore's for the same history, {query}")
-
-
-#: Each generated example works in its own window of time (and with its own ids and
-#: customers), so examples sharing one store never see each other's cases.
-_EPOCHS = itertools.count()
-_EPOCH_LENGTH = timedelta(days=128)  # > 40 waits of at most 50 h, plus 14 days later
-
-_CUSTOMERS = [f"c-{n}" for n in range(5)]
-_USERS = ["alice", "bob", "agent"]
-
-_OPERATIONS = st.one_of(
-    st.tuples(st.just("ingest"), st.sampled_from(_CUSTOMERS),
-              st.one_of(st.none(), st.integers(0, 10)), st.booleans(),
-              st.sampled_from([timedelta(0), -H, -D])),
-    st.tuples(st.just("open"), st.sampled_from(_CUSTOMERS), st.sampled_from(_USERS),
-              st.sampled_from([(), ("vip",), ("vip", "late", "vip")]),
-              st.sampled_from([None, H, 30 * H, -H])),
-    st.tuples(st.just("status"), st.integers(0, 50), st.sampled_from(list(Status)),
-              st.sampled_from(_USERS)),
-    st.tuples(st.just("assign"), st.integers(0, 50), st.sampled_from(_USERS),
-              st.sampled_from(_USERS)),
-    st.tuples(st.just("comment"), st.integers(0, 50), st.sampled_from(_USERS)),
-    st.tuples(st.just("escalate"), st.integers(0, 50)),
-    st.tuples(st.just("wait"), st.sampled_from([timedelta(0), US, timedelta(minutes=1), H,
-                                                10 * H, 50 * H])),
-)
-
-
-def _escalate(store: Store, case_id: str, at: datetime) -> None:
-    """Record an escalation of one case, as ``loop.escalate()`` would (but of this case only:
-    the store may hold other examples' cases, which must stay untouched)."""
-    case = store.get(case_id)
-    version = case.version + 1
-    store.commit(Change(
-        case=attrs.evolve(case, version=version, updated_at=at), expected_version=case.version,
-        events=(Escalated(case_id=case_id, actor=ESCALATION_ACTOR, at=at, seq=version),),
-    ))
-
-
-def _replay(
-    store: Store, base: datetime, prefix: str, operations: Sequence[tuple[Any, ...]]
-) -> tuple[datetime, list[datetime], list[datetime]]:
-    """Apply ``operations`` through a CloseLoop on ``store`` from ``base``.
-
-    Refused operations (a transition the workflow forbids) are skipped, as an app would.
-    Returns the time at the end, the cases' opening times and their due dates.
-    """
-    clock = FixedClock(base)
-    loop = _loop(
-        store, clock,
-        Trigger("detractor", nps_between(0, 6), assign_to="alice", due_in=4 * H),
-        Trigger("contact", contact_requested()),
-        prefix=prefix,
-    )
-    case_ids: list[str] = []
-    steps: dict[str, Callable[..., Any]] = {
-        "status": lambda case_id, status, by: loop.set_status(case_id, status, by=by,
-                                                              comment="why"),
-        "assign": lambda case_id, to, by: loop.assign(case_id, to=to, by=by),
-        "comment": lambda case_id, by: loop.comment(case_id, "note", by=by),
-    }
-    for number, (kind, *args) in enumerate(operations):
-        try:
-            if kind == "wait":
-                clock.advance(args[0])
-            elif kind == "escalate" and case_ids:
-                _escalate(store, case_ids[args[0] % len(case_ids)], clock())
-            elif kind == "ingest":
-                customer, score, contact, submitted = args
-                case = loop.ingest(SurveyResponse(
-                    id=f"{prefix}r-{number}", customer_id=prefix + customer, score=score,
-                    contact_requested=contact, submitted_at=clock() + submitted,
-                ))
-                if case is not None and case.id not in case_ids:
-                    case_ids.append(case.id)
-            elif kind == "open":
-                customer, by, reasons, due_in = args
-                due = None if due_in is None else clock() + due_in
-                case_ids.append(loop.open_case(prefix + customer, by=by, reasons=reasons,
-                                               due_at=due).id)
-            elif case_ids:
-                case_id, *rest = args
-                steps[kind](case_ids[case_id % len(case_ids)], *rest)
-        except CloseLoopError:
-            pass
-    cases = [loop.get(case_id) for case_id in case_ids]
-    return (
-        clock(),
-        sorted({case.opened_at for case in cases}),
-        sorted({case.due_at for case in cases if case.due_at is not None}),
-    )
