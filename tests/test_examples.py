@@ -68,3 +68,13 @@ def test_survey_webhook(tmp_path: Path) -> None:
     assert re.search(r"updated again \(a retry\) +-> 200 duplicate", out)
     assert "assigned to cx-team, reasons detractor, churn-risk" in out
     assert re.search(r"response_updated +by 5975 +Billing is a mess", out)
+
+
+def test_custom_store(tmp_path: Path) -> None:
+    """The custom store example works a case to Closed on its journal; a rerun finds the first case."""
+    out = run_example("custom_store.py", cwd=tmp_path)
+    assert "4. status_changed  by alice: Refund issued" in out
+    assert "emails sent: 1 (to alice)" in out
+    assert "all cases in closeloop-journal.jsonl: 1; closed: 1" in out
+    again = run_example("custom_store.py", cwd=tmp_path)  # the journal survives a restart
+    assert "all cases in closeloop-journal.jsonl: 2; closed: 2" in again

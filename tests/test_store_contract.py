@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from closeloop.storage import MemoryStore, SQLiteStore, Store
+from closeloop.storage import BaseStore, MemoryStore, SQLiteStore, Store
 from closeloop.testing import StoreContract
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _custom_store_example() -> ModuleType:
+    """examples/custom_store.py, imported as the module ``custom_store``."""
+    spec = importlib.util.spec_from_file_location("custom_store", EXAMPLES / "custom_store.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("custom_store", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+custom_store = _custom_store_example()
 
 
 class TestMemoryStore(StoreContract):
@@ -29,6 +48,66 @@ class TestSQLiteStore(StoreContract):
         store = SQLiteStore(tmp_path / "contract.db")
         yield store
         store.close()
+
+
+class TestCustomStoreExample(StoreContract):
+    """examples/custom_store.py (BaseStore's abstract methods only, on a journal) keeps the contract."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        """A fresh FileStore on a new journal."""
+        store = custom_store.FileStore(tmp_path / "journal.jsonl")
+        yield store
+        store.close()
+
+
+def test_base_store_has_at_most_eight_abstract_methods() -> None:
+    """A store author writes at most eight methods; everything else has a default."""
+    assert len(BaseStore.__abstractmethods__) <= 8
+
+
+def test_the_custom_store_example_implements_only_the_abstract_methods() -> None:
+    """FileStore overrides no default of BaseStore: the contract tests the defaults through it."""
+    defaults = {name for name, value in vars(BaseStore).items()
+                if callable(value) and not name.startswith("_")} - BaseStore.__abstractmethods__
+    assert defaults  # the check below would pass on nothing
+    assert defaults.isdisjoint(vars(custom_store.FileStore))
+    assert BaseStore.__abstractmethods__ <= set(vars(custom_store.FileStore))
+
+
+def test_two_custom_stores_on_one_journal_share_it(tmp_path: Path) -> None:
+    """Two FileStores on one journal (two processes) share writes; rotations and claims never overlap."""
+    from datetime import timedelta
+
+    from closeloop import ConcurrentUpdate
+    from closeloop.testing import make_case, make_notice, opened_change
+
+    path = tmp_path / "journal.jsonl"
+    stores = [custom_store.FileStore(path), custom_store.FileStore(path)]
+    case = make_case("a")
+    stores[0].commit(opened_change(case, *[make_notice("a", f"n-{i:02}") for i in range(40)]))
+    assert stores[1].get("a") == case
+    with pytest.raises(ConcurrentUpdate):
+        stores[1].commit(opened_change(case))
+    turns: list[int] = []
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def work(store: Store) -> None:
+        for _ in range(20):
+            turn = store.next_in_rotation("team", 4)
+            batch = store.claim_notices(now=case.opened_at, lease=timedelta(hours=1), limit=1)
+            with lock:
+                turns.append(turn)
+                claimed.extend(notice.id for notice in batch)
+
+    threads = [threading.Thread(target=work, args=(stores[n % 2],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(turns.count(position) for position in range(4)) == [20, 20, 20, 20]
+    assert sorted(claimed) == [f"n-{i:02}" for i in range(40)]
 
 
 def test_event_extra_matches_cattrs() -> None:

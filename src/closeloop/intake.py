@@ -147,12 +147,16 @@ class Intake:
 
     def ingest(self, response: SurveyResponse) -> IngestOutcome:
         _check_response(response)
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             try:
                 return self._ingest_once(response)
             except ConcurrentUpdate:
-                continue  # another process changed the customer's case or took the id
-        raise ConcurrentUpdate(response.id, None, None)
+                # another process changed the customer's case or took the id: read again,
+                # unless this was the last try; then the caller gets the last conflict,
+                # which names the case that kept changing (never the response as a case)
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _ingest_once(self, response: SurveyResponse) -> IngestOutcome:
         store = self.service.store

@@ -38,6 +38,7 @@ from closeloop.notify.templates import Templates
 from closeloop.onetouch.service import OneTouchService
 from closeloop.onetouch.tokens import OneTouch
 from closeloop.outbox import DeliveryReport, Outbox, retry_delay
+from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Report, ReportQuery
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Store
@@ -149,8 +150,10 @@ class CloseLoop:
         customers: CustomerDirectory | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
-        if not isinstance(self.store, Store):
-            raise InvalidInput("store", store, "must implement the closeloop Store protocol")
+        problems = protocol_problems(self.store, Store)
+        if problems:
+            raise InvalidInput("store", store, "must implement the closeloop Store protocol: "
+                               + "; ".join(problems))
         self.channels = channels_of(notifier, notifiers)
         if templates is not None and not isinstance(templates, Templates):
             raise InvalidInput("templates", templates, "must be a closeloop.notify.Templates")

@@ -19,7 +19,9 @@ from closeloop.errors import InvalidInput
 from closeloop.validate import (
     FrozenDict,
     attrs_validator,
+    check_bool,
     check_id,
+    check_int,
     check_optional_id,
     check_optional_label,
     check_response_comment,
@@ -105,11 +107,6 @@ def _priority(value: Any) -> Priority:
     return Priority.parse(value)
 
 
-def _bool(field_name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise InvalidInput(field_name, value, "must be True or False")
-
-
 def _frozen_answers(value: Any) -> Mapping[str, Any]:
     return freeze_answers("answers", value)
 
@@ -152,7 +149,7 @@ class SurveyResponse:
     id: str = field(validator=attrs_validator(check_id))
     customer_id: str = field(validator=attrs_validator(check_id))
     score: int | None = field(default=None, validator=attrs_validator(check_score))
-    contact_requested: bool = field(default=False, validator=attrs_validator(_bool))
+    contact_requested: bool = field(default=False, validator=attrs_validator(check_bool))
     comment: str | None = field(default=None, validator=attrs_validator(check_response_comment))
     answers: Mapping[str, Any] = field(factory=dict, converter=_frozen_answers)
     submitted_at: datetime | None = field(
@@ -191,8 +188,7 @@ class Case:
 
     @version.validator
     def _check_version(self, attribute: Any, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInput("version", value, "must be an integer of at least 1")
+        check_int("version", value, minimum=1)
 
     def __attrs_post_init__(self) -> None:
         if (self.status is Status.CLOSED) != (self.closed_at is not None):

@@ -37,7 +37,7 @@ from attrs import field, frozen
 from closeloop._codegen import _Source
 from closeloop.errors import InvalidInput
 from closeloop.model import SurveyResponse
-from closeloop.validate import attrs_validator, check_id
+from closeloop.validate import attrs_validator, check_callable, check_id, check_int
 
 __all__ = [
     "MAX_DEPTH",
@@ -164,8 +164,7 @@ class Predicate:
 
 
 def _score_bound(field_name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
-        raise InvalidInput(field_name, value, "must be an integer from 0 to 10")
+    check_int(field_name, value, minimum=0, maximum=10)
 
 
 @frozen
@@ -455,8 +454,7 @@ def _label(field_name: str, value: Any) -> None:
 
 
 def _callable(field_name: str, value: Any) -> None:
-    if not callable(value):
-        raise InvalidInput(field_name, value, "must be callable: (SurveyResponse) -> bool")
+    check_callable(field_name, value, "callable: (SurveyResponse) -> bool")
 
 
 @frozen
@@ -688,8 +686,7 @@ def as_predicate(value: Any, field_name: str) -> Predicate:
     """``value`` as a Predicate: a Predicate as it is, a function wrapped by :func:`predicate`."""
     if isinstance(value, Predicate):
         return value
-    if not callable(value):
-        raise InvalidInput(field_name, value, "must be a predicate or a function (response) -> bool")
+    check_callable(field_name, value, "a predicate or a function (response) -> bool")
     return predicate(value)
 
 

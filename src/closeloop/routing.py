@@ -26,7 +26,13 @@ from attrs import field, frozen
 from closeloop.errors import InvalidInput, StoreError
 from closeloop.model import SurveyResponse
 from closeloop.predicates import MAX_DEPTH
-from closeloop.validate import MAX_ID_LENGTH, attrs_validator, check_id, check_optional_id
+from closeloop.validate import (
+    MAX_ID_LENGTH,
+    attrs_validator,
+    check_callable,
+    check_id,
+    check_optional_id,
+)
 
 __all__ = [
     "FirstOf",
@@ -183,8 +189,7 @@ class FirstOf:
 
 
 def _router_function(field_name: str, value: Any) -> None:
-    if not callable(value):
-        raise InvalidInput(field_name, value, "must be callable: (SurveyResponse) -> user id | None")
+    check_callable(field_name, value, "callable: (SurveyResponse) -> user id | None")
 
 
 @frozen

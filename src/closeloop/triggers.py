@@ -75,7 +75,12 @@ from closeloop.routing import (
     round_robin,
     to_router,
 )
-from closeloop.validate import attrs_validator, aware_datetime, check_id, check_positive_timedelta
+from closeloop.validate import (
+    attrs_validator,
+    aware_datetime,
+    check_id,
+    check_optional_positive_timedelta,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -133,12 +138,6 @@ def _priority(value: Any) -> Priority:
     return Priority.parse(value)
 
 
-def _due_in(field_name: str, value: Any) -> None:
-    if value is None:
-        return
-    check_positive_timedelta(field_name, value)
-
-
 @frozen
 class Trigger:
     """A named condition that opens a case, and how that case starts out.
@@ -163,7 +162,9 @@ class Trigger:
     when: Predicate = field(converter=_when)
     priority: Priority = field(default=Priority.NORMAL, converter=_priority, kw_only=True)
     assign_to: Router | None = field(default=None, converter=to_router, kw_only=True)
-    due_in: timedelta | None = field(default=None, validator=attrs_validator(_due_in), kw_only=True)
+    due_in: timedelta | None = field(
+        default=None, validator=attrs_validator(check_optional_positive_timedelta), kw_only=True
+    )
     #: ``None`` given (the default) becomes ``name``.
     reason: str = field(default=None, kw_only=True)
 

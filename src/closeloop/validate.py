@@ -43,6 +43,7 @@ __all__ = [
     "check_positive_timedelta",
     "check_response_comment",
     "check_score",
+    "check_seconds",
     "freeze_answers",
     "optional_aware_datetime",
     "optional_stored_datetime",
@@ -186,6 +187,21 @@ def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int = MAX_CO
 def check_positive_int(field: str, value: Any, *, maximum: int = MAX_COUNT) -> int:
     """Return ``value`` if it is an ``int`` from 1 to ``maximum`` (a limit, a batch size)."""
     return check_int(field, value, minimum=1, maximum=maximum)
+
+
+def check_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return a number of seconds (a timeout) as a float: a finite ``int`` or ``float``, not a
+    bool, above zero (or zero too, with ``allow_zero``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        qualifier = "non-negative" if allow_zero else "positive"
+        raise InvalidInput(field, value, f"must be a {qualifier} number of seconds")
+    return float(value)
 
 
 def check_optional_version(field: str, value: Any) -> int | None:

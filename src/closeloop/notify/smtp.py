@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import smtplib
 import ssl
@@ -18,6 +17,7 @@ from urllib.parse import quote
 from closeloop.errors import InvalidInput, NotifierError, RecipientUnknown
 from closeloop.notify.base import Message
 from closeloop.notify.directory import AddressBook, AddressBookDirectory, User, UserDirectory
+from closeloop.validate import check_int, check_seconds
 
 __all__ = ["AddressBook", "Security", "SmtpNotifier"]
 
@@ -129,7 +129,7 @@ class SmtpNotifier:
         message_id_domain: str | None = None,
     ) -> None:
         self.host = _check_hostname("host", host)
-        self.port = _check_port(port)
+        self.port = check_int("port", port, minimum=1, maximum=65535)
         self.sender = _mailbox("sender", sender)
         if users is not None and address_of is not None:
             raise InvalidInput(
@@ -153,7 +153,7 @@ class SmtpNotifier:
         _check_credentials(username, password)
         self.username = username
         self._password = password
-        self.timeout = _check_timeout(timeout)
+        self.timeout = check_seconds("timeout", timeout)
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise InvalidInput("ssl_context", ssl_context, "must be an ssl.SSLContext or None")
         if ssl_context is not None and security == "none":
@@ -325,23 +325,6 @@ def _check_hostname(field: str, value: Any) -> str:
     if not isinstance(value, str) or not _HOSTNAME.fullmatch(value):
         raise InvalidInput(field, value, "must be a non-empty host name without spaces")
     return value
-
-
-def _check_port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidInput("port", value, "must be an integer from 1 to 65535")
-    return value
-
-
-def _check_timeout(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidInput("timeout", value, "must be a positive number of seconds")
-    return float(value)
 
 
 def _check_credentials(username: Any, password: Any) -> None:

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from closeloop.errors import InvalidInput, NotifierError
 from closeloop.notify.base import Message
+from closeloop.validate import check_callable, check_seconds
 
 __all__ = ["WebhookFormat", "WebhookNotifier"]
 
@@ -94,17 +95,13 @@ class WebhookNotifier:
         if format not in _FORMATS:
             raise InvalidInput("format", format, f"must be one of {', '.join(_FORMATS)}")
         self.format: WebhookFormat = format
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
-            math.isfinite(timeout) and timeout > 0
-        ):
-            raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
-        self.timeout = float(timeout)
+        self.timeout = check_seconds("timeout", timeout)
         self.headers = _check_headers(headers)
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise InvalidInput("transport", transport, "must be an httpx.BaseTransport")
         self.transport = transport
-        if clock is not None and not callable(clock):
-            raise InvalidInput("clock", clock, "must be a callable returning an aware datetime")
+        if clock is not None:
+            check_callable("clock", clock, "a callable returning an aware datetime")
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:

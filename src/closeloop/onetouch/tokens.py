@@ -153,10 +153,6 @@ def _base_url(value: Any) -> str:
     return value
 
 
-def _positive(field: str, value: Any) -> timedelta:
-    return check_positive_timedelta(field, value)
-
-
 class OneTouch:
     """One-touch configuration: the signing keys, where links point, how long they last.
 
@@ -191,8 +187,8 @@ class OneTouch:
     ) -> None:
         keys = _secret_keys(secret_key)
         self.base_url = _base_url(base_url)
-        self.max_age = _positive("max_age", max_age)
-        self.confirm_max_age = _positive("confirm_max_age", confirm_max_age)
+        self.max_age = check_positive_timedelta("max_age", max_age)
+        self.confirm_max_age = check_positive_timedelta("confirm_max_age", confirm_max_age)
         self._link = _serializer(keys, LINK_SALT)
         self._confirm = _serializer(keys, CONFIRM_SALT)
         self._receipt = _serializer(keys, RECEIPT_SALT)

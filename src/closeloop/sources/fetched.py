@@ -16,6 +16,7 @@ from typing import Any
 from closeloop.errors import InvalidInput
 from closeloop.model import SurveyResponse
 from closeloop.sources.mapping import JsonMapping
+from closeloop.validate import check_callable
 
 __all__ = ["Fetch", "fetched_response"]
 
@@ -25,9 +26,7 @@ Fetch = Callable[[str], "SurveyResponse | Mapping[str, Any] | None"]
 
 def check_fetch(fetch: Any, mapping: Any) -> None:
     """Refuse a ``fetch`` that is not callable, or a ``mapping`` that is not a JsonMapping."""
-    if not callable(fetch):
-        raise InvalidInput("fetch", fetch, "must be callable: (response_id) -> SurveyResponse, "
-                           "mapping or None")
+    check_callable("fetch", fetch, "callable: (response_id) -> SurveyResponse, mapping or None")
     if mapping is not None and not isinstance(mapping, JsonMapping):
         raise InvalidInput("mapping", mapping, "must be a JsonMapping or None")
 

@@ -45,7 +45,7 @@ from closeloop.sources.base import (
     text_id,
     within_window,
 )
-from closeloop.validate import check_id
+from closeloop.validate import check_id, check_positive_int, check_positive_timedelta
 
 __all__ = ["JsonMapping"]
 
@@ -121,8 +121,7 @@ class JsonMapping:
             raise InvalidInput("signature_encoding", signature_encoding, "must be 'hex' or 'base64'")
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise InvalidInput("secret", secret, "must be a non-empty string or None")
-        if not isinstance(tolerance, timedelta) or tolerance <= timedelta(0):
-            raise InvalidInput("tolerance", tolerance, "must be a positive timedelta")
+        check_positive_timedelta("tolerance", tolerance)
         self.fields = dict(fields)
         self.records = None if records is None else check_id("records", records)
         self.secret = secret
@@ -152,9 +151,7 @@ class JsonMapping:
                 raise InvalidInput(f"mapping.signature.{key}", key,
                                    f"unknown key; expected {', '.join(_SIGNATURE_KEYS)}")
         tolerance = signature.get("tolerance_seconds", 300)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise InvalidInput("mapping.signature.tolerance_seconds", tolerance,
-                               "must be a positive whole number of seconds")
+        check_positive_int("mapping.signature.tolerance_seconds", tolerance)
         try:
             return cls(
                 fields, records=data.get("records"), secret=secret,

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from closeloop.errors import CloseLoopError, InvalidInput, SignatureInvalid
 from closeloop.model import Case, SurveyResponse
 from closeloop.sources.base import MAX_BODY_BYTES, Source
+from closeloop.validate import check_positive_int
 
 __all__ = ["Ingests", "webhook_app"]
 
@@ -79,8 +80,7 @@ def webhook_app(loop: Ingests, source: Source, *, max_body: int = MAX_BODY_BYTES
         raise InvalidInput("loop", loop, "must be a CloseLoop (it needs ingest_outcome)")
     if not callable(getattr(source, "parse", None)):
         raise InvalidInput("source", source, "must have parse(body, headers)")
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
-        raise InvalidInput("max_body", max_body, "must be a positive number of bytes")
+    check_positive_int("max_body", max_body)  # bytes
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":

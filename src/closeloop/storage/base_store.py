@@ -4,8 +4,9 @@ Subclass :class:`BaseStore` and implement its abstract methods; every other
 method of the :class:`~closeloop.storage.Store` protocol has a correct default
 built on them, using the library's business rules (overdue, first action,
 escalation selection, the report). Override a default only to make it faster;
-the contract suite (:class:`closeloop.testing.StoreContract`) checks the
-overrides against the defaults.
+the contract suite (:class:`closeloop.testing.StoreContract`) holds the
+overrides to the same behaviour, and a report override to the reference
+computation on generated histories.
 
 Example::
 
@@ -20,7 +21,7 @@ Example::
         def next_in_rotation(self, key, size): ...
 
 ``docs/storage.md`` walks through a complete one; ``examples/custom_store.py``
-keeps everything in a JSON file.
+keeps everything in a JSON Lines journal shared by processes.
 """
 
 from __future__ import annotations
@@ -347,8 +348,8 @@ class StoredState(Protocol):
         """Whether a notice with this id is stored (sent or not)."""
         ...
 
-    def response_recorded(self, response_id: str) -> bool:
-        """Whether a response with this id is recorded."""
+    def stored_response(self, response_id: str) -> ResponseRecord | None:
+        """The recorded response with this id, or ``None``."""
         ...
 
     def link_consumed(self, link_id: str) -> bool:
@@ -357,14 +358,19 @@ class StoredState(Protocol):
 
 
 def check_batch(
-    changes: Sequence[Change], state: StoredState, ignored: Sequence[ResponseRecord] = ()
+    changes: Sequence[Change],
+    state: StoredState,
+    ignored: Sequence[ResponseRecord] = (),
+    updated: Sequence[ResponseUpdate] = (),
 ) -> None:
-    """Raise what :meth:`BaseStore.commit_many` must raise for ``changes`` and ``ignored``.
+    """Raise what :meth:`BaseStore.commit_many` must raise for the batch, or nothing.
 
     For a store that holds a lock over its whole state while it commits: call this
-    under the lock, then write every change. It checks each change against
-    ``state`` as the earlier changes of the batch leave it, so a batch may build
-    on a case it creates. It writes nothing.
+    under the lock with the same arguments ``commit_many`` got, then write
+    everything. It checks each change against ``state`` as the earlier changes of
+    the batch leave it, so a batch may build on a case it creates; then the
+    ``ignored`` records (none may be recorded yet) and the ``updated`` ones (each
+    must still be as it was read). It writes nothing.
     """
     pending: dict[str, Case] = {}  # cases as the batch leaves them so far
     taken: set[str] = set()  # notice, response and link ids the batch uses
@@ -387,7 +393,7 @@ def check_batch(
             taken.add(key)
         for record in change.responses:
             key = f"response:{record.response_id}"
-            if key in taken or state.response_recorded(record.response_id):
+            if key in taken or state.stored_response(record.response_id) is not None:
                 raise ConcurrentUpdate(case.id, change.expected_version, None,
                                        response_id=record.response_id)
             taken.add(key)
@@ -399,9 +405,10 @@ def check_batch(
         pending[case.id] = case
     for record in ignored:
         key = f"response:{record.response_id}"
-        if key in taken or state.response_recorded(record.response_id):
+        if key in taken or state.stored_response(record.response_id) is not None:
             raise ConcurrentUpdate(None, None, None, response_id=record.response_id)
         taken.add(key)
+    check_response_updates(updated, state.stored_response)
 
 
 def check_response_updates(
@@ -418,7 +425,7 @@ def check_response_updates(
         response_id = update.old.response_id
         current = pending[response_id] if response_id in pending else stored(response_id)
         if not update.still_current(current):
-            raise ConcurrentUpdate(update.old.case_id or "", None, None, response_id=response_id)
+            raise ConcurrentUpdate(update.old.case_id, None, None, response_id=response_id)
         pending[response_id] = update.new
 
 

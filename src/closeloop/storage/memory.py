@@ -22,7 +22,6 @@ from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.storage.base_store import (
     BaseStore,
     check_batch,
-    check_response_updates,
     select_escalation_candidates,
 )
 
@@ -61,9 +60,9 @@ class MemoryStore(BaseStore):
         """Whether the notice id is taken (for :func:`check_batch`)."""
         return notice_id in self._notices
 
-    def response_recorded(self, response_id: str) -> bool:
-        """Whether the response id is recorded (for :func:`check_batch`)."""
-        return response_id in self._responses
+    def stored_response(self, response_id: str) -> ResponseRecord | None:
+        """The recorded response, or ``None`` (for :func:`check_batch`)."""
+        return self._responses.get(response_id)
 
     def link_consumed(self, link_id: str) -> bool:
         """Whether the link is used (for :func:`check_batch`)."""
@@ -78,8 +77,7 @@ class MemoryStore(BaseStore):
         updated: Sequence[ResponseUpdate] = (),
     ) -> None:
         with self._lock:
-            check_batch(changes, self, ignored)  # everything is checked before anything is written
-            check_response_updates(updated, self._responses.get)
+            check_batch(changes, self, ignored, updated)  # all checked before anything is written
             for change in changes:
                 case = change.case
                 if change.expected_version is None:

@@ -59,6 +59,7 @@ from closeloop.storage.rows import (
     RowCodec,
     case_filters,
 )
+from closeloop.validate import check_positive_int, check_seconds
 
 try:
     import psycopg
@@ -188,12 +189,8 @@ class PostgresStore(BaseStore):
     ) -> None:
         _require_driver()
         self.schema = check_schema_name(schema)
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidInput("pool_size", pool_size, "must be a positive integer")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
-        self.pool_size = pool_size
-        self.timeout = float(timeout)
+        self.pool_size = check_positive_int("pool_size", pool_size)
+        self.timeout = check_seconds("timeout", timeout)
         self._sql = {name: sql.format(s=quoted(schema)) for name, sql in _SQL.items()}
         self._update_statements: dict[int, str] = {}
         self._lock = threading.Lock()

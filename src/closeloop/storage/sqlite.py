@@ -58,6 +58,7 @@ from closeloop.storage.sqlite_rows import (
     split_statements,
     to_micros,
 )
+from closeloop.validate import check_seconds
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "Synchronous", "from_micros", "to_micros"]
 
@@ -114,10 +115,8 @@ class SQLiteStore(BaseStore):
             )
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidInput("synchronous", synchronous, "must be OFF, NORMAL, FULL or EXTRA")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise InvalidInput("timeout", timeout, "must be a non-negative number of seconds")
+        self.timeout = check_seconds("timeout", timeout, allow_zero=True)
         self.path = Path(path)
-        self.timeout = float(timeout)
         self.synchronous = synchronous
         self._local = threading.local()
         # (process id, owning thread, connection) for every connection opened.

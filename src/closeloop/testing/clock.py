@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from closeloop.validate import aware_datetime
 
-__all__ = ["FixedClock"]
+__all__ = ["START", "FixedClock"]
+
+#: Where a :class:`FixedClock` starts unless told otherwise: a Monday morning, UTC.
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class FixedClock:
@@ -22,7 +25,7 @@ class FixedClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = aware_datetime(
-            "start", start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+            "start", START if start is None else start
         )
         self._lock = threading.Lock()
 

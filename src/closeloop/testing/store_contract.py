@@ -25,12 +25,14 @@ from closeloop.model import (
     Status,
     StatusChanged,
 )
+from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
 from closeloop.testing.outbox_contract import OutboxContract
+from closeloop.testing.report_contract import ReportContract
 from closeloop.testing.response_update_contract import ResponseUpdateContract
 
-__all__ = ["StoreContract", "make_case", "make_notice", "opened_change"]
+__all__ = ["StoreContract", "make_case", "make_notice", "make_record", "opened_change"]
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -92,7 +94,7 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract(ResponseUpdateContract, OutboxContract):
+class StoreContract(ResponseUpdateContract, OutboxContract, ReportContract):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.
@@ -104,8 +106,8 @@ class StoreContract(ResponseUpdateContract, OutboxContract):
         raise NotImplementedError("provide a `store` fixture returning your store")
 
     def test_satisfies_protocol(self, store: Store) -> None:
-        """The store has every method of the Store protocol."""
-        assert isinstance(store, Store)
+        """The store has every method of the Store protocol, each callable as closeloop calls it."""
+        assert protocol_problems(store, Store) == []
 
     def test_new_case_reads_back_equal(self, store: Store) -> None:
         """A committed new case and its opening event read back equal to what was written."""
@@ -344,6 +346,20 @@ class StoreContract(ResponseUpdateContract, OutboxContract):
         store.record_responses([make_record("r-1", score=9)])
         assert store.responses(["r-1"]) == {"r-1": first}
         assert set(store.responses(["r-1", "r-2"])) == {"r-1", "r-2"}
+
+    def test_commit_refuses_an_ignored_response_already_recorded(self, store: Store) -> None:
+        """commit_many's ignored records are strict: a known (or repeated) id fails the whole batch."""
+        first = make_record("r-1", score=2)
+        store.commit_many([], [first])
+        with pytest.raises(ConcurrentUpdate) as known:
+            store.commit_many([opened_change(make_case("c"))], [make_record("r-2"),
+                                                               make_record("r-1", score=9)])
+        assert known.value.response_id == "r-1"
+        with pytest.raises(ConcurrentUpdate) as repeated:
+            store.commit_many([], [make_record("r-3"), make_record("r-3", score=1)])
+        assert repeated.value.response_id == "r-3"
+        assert store.responses(["r-1", "r-2", "r-3"]) == {"r-1": first}
+        assert store.find() == []
 
     def test_sole_active_case_guards_against_a_second_active_case(self, store: Store) -> None:
         """A new case marked sole_active_case fails while the customer has a case not Closed."""
