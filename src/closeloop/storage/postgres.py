@@ -45,6 +45,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
+from closeloop.query import CaseCounts, CaseQuery, Position
 from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, counts_as_active
 from closeloop.storage.base_store import BaseStore
@@ -59,6 +60,7 @@ from closeloop.storage.rows import (
     RowCodec,
     case_filters,
 )
+from closeloop.storage.sql_query import Dialect, count_statement, page_statement, status_of
 
 try:
     import psycopg
@@ -142,6 +144,23 @@ _SQL = {
 }
 
 
+def _dialect(schema: str) -> Dialect:
+    """How PostgreSQL says the parts of a case query (see storage/sql_query.py).
+
+    Ids sort in code point order (``COLLATE "C"``) whatever the database's locale;
+    comments are lowered with ``translate`` for ASCII letters only, as everywhere.
+    """
+    return Dialect(
+        cases=f"{schema}.cases", events=f"{schema}.events", placeholder="%s", time=_same,
+        id_key='id COLLATE "C"',
+        due_key="coalesce(due_at, 'infinity'::timestamptz)",
+        due_position="coalesce(%s::timestamptz, 'infinity'::timestamptz)",
+        has_reason="%s = ANY(c.reasons)",
+        comment_contains="strpos(translate(e.comment, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
+                         "'abcdefghijklmnopqrstuvwxyz'), %s) > 0",
+    )
+
+
 def _require_driver() -> None:
     if _DRIVER_MISSING is not None:
         raise StoreError(INSTALL_HINT) from _DRIVER_MISSING
@@ -189,6 +208,7 @@ class PostgresStore(BaseStore):
         self.pool_size = pool_size
         self.timeout = float(timeout)
         self._sql = {name: sql.format(s=quoted(schema)) for name, sql in _SQL.items()}
+        self._dialect = _dialect(quoted(schema))
         self._update_statements: dict[int, str] = {}
         self._lock = threading.Lock()
         self._inherited: list[ConnectionPool[Any]] = []
@@ -545,6 +565,20 @@ class PostgresStore(BaseStore):
             params,
         )
         return [_CODEC.case_from_row(row) for row in rows]
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """A page in one indexed statement; ``text`` scans each candidate case's events."""
+        statement, params = page_statement(query, now=now, after=after, limit=limit,
+                                           dialect=self._dialect)
+        return [_CODEC.case_from_row(row) for row in self._fetch(statement, params)]
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        statement, params = count_statement(query, now=now, by_assignee=by_assignee,
+                                            dialect=self._dialect)
+        groups = status_of(self._fetch(statement, params))
+        return CaseCounts.from_groups(groups, by_assignee=by_assignee)
 
     def history(self, case_id: str) -> list[Event]:
         # One statement: the existence check and the events share one snapshot.

@@ -37,6 +37,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.query import CaseCounts, CaseQuery, Position, ascii_lower
 from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change
 from closeloop.storage.base_store import BaseStore
@@ -48,6 +49,7 @@ from closeloop.storage.rows import (
     case_filters,
 )
 from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
+from closeloop.storage.sql_query import Dialect, count_statement, page_statement, status_of
 from closeloop.storage.sqlite_report import report_from_sqlite
 from closeloop.storage.sqlite_rows import (
     CODEC,
@@ -82,6 +84,21 @@ def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[int, ...]]:
     return f"UPDATE cases SET {columns} WHERE id = ? AND version = ?", positions
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+#: How SQLite says the parts of a case query (see storage/sql_query.py). NULL due dates
+#: sort after every real one as the largest integer; comments are lowered by a Python
+#: function (SQLite's own lower() changes with an ICU build).
+_DIALECT = Dialect(
+    cases="cases", events="events", placeholder="?", time=to_micros, id_key="id",
+    due_key="coalesce(due_at, 9223372036854775807)",
+    due_position="coalesce(?, 9223372036854775807)",
+    has_reason="EXISTS (SELECT 1 FROM json_each(c.reasons) WHERE value = ?)",
+    comment_contains="instr(closeloop_ascii_lower(e.comment), ?) > 0",
+)
+
+
+def _ascii_lower(text: str | None) -> str | None:
+    return None if text is None else ascii_lower(text)
 
 
 class SQLiteStore(BaseStore):
@@ -142,6 +159,7 @@ class SQLiteStore(BaseStore):
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = ON")
+                conn.create_function("closeloop_ascii_lower", 1, _ascii_lower, deterministic=True)
             except BaseException:
                 conn.close()
                 raise
@@ -411,6 +429,23 @@ class SQLiteStore(BaseStore):
                 .fetchall()
             )
         return [CODEC.case_from_row(row) for row in rows]
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """A page in one indexed statement; ``text`` scans each candidate case's events."""
+        statement, params = page_statement(query, now=now, after=after, limit=limit,
+                                           dialect=_DIALECT)
+        with _translated("reading"):
+            rows = self._connection().execute(statement, params).fetchall()
+        return [CODEC.case_from_row(row) for row in rows]
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        statement, params = count_statement(query, now=now, by_assignee=by_assignee,
+                                            dialect=_DIALECT)
+        with _translated("counting"):
+            rows = self._connection().execute(statement, params).fetchall()
+        return CaseCounts.from_groups(status_of(rows), by_assignee=by_assignee)
 
     def history(self, case_id: str) -> list[Event]:
         with _translated("reading"):

@@ -122,6 +122,24 @@ MIGRATIONS: Sequence[str] = (
         WHERE closed_at IS NOT NULL;
     CREATE INDEX responses_scores ON responses (customer_id, submitted_at, score);
     """,
+    # Case lists (see storage/sql_query.py): one index per order, and one more with the
+    # assignee in front for the home page, so a page is a range scan in index order.
+    # The id ends each, as it ends each order (cases_by_assignee stays: its rowid order
+    # is find()'s creation order). Orders by updated_at cost every change an update of
+    # two more indexes; the others hold columns a status change does not write.
+    """
+    CREATE INDEX cases_by_assignee_opened ON cases (assignee, opened_at, id);
+    CREATE INDEX cases_by_opened ON cases (opened_at, id);
+    CREATE INDEX cases_by_assignee_updated ON cases (assignee, updated_at, id);
+    CREATE INDEX cases_by_updated ON cases (updated_at, id);
+    CREATE INDEX cases_by_assignee_due ON cases
+        (assignee, coalesce(due_at, 9223372036854775807), opened_at, id);
+    CREATE INDEX cases_by_due ON cases (coalesce(due_at, 9223372036854775807), opened_at, id);
+    CREATE INDEX cases_by_assignee_priority ON cases (assignee, CASE priority WHEN 'urgent' THEN 0
+        WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END, opened_at, id);
+    CREATE INDEX cases_by_priority ON cases (CASE priority WHEN 'urgent' THEN 0
+        WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END, opened_at, id);
+    """,
 )
 
 def to_micros(value: datetime) -> int:
