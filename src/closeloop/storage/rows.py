@@ -12,10 +12,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
-from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status, trusted
+from closeloop.errors import StoreError
+from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status
+from closeloop.validate import MAX_ID_LENGTH, check_id
 
 __all__ = [
     "CASE_COLUMNS",
@@ -69,6 +72,67 @@ def _same(value: Any) -> Any:
     return value
 
 
+_STATUSES = {status.value: status for status in Status}
+_PRIORITIES = {priority.value: priority for priority in Priority}
+#: Decoded lists of ids by their JSON text: reasons repeat across most cases.
+_ID_LISTS: dict[str, tuple[str, ...]] = {}
+_ID_LISTS_KEPT = 4096
+
+
+def _id(field: str, value: Any) -> str:
+    """``value`` if :func:`~closeloop.validate.check_id` accepts it, else ValueError.
+
+    Plain printable ids take the fast path; any other string gets the full check.
+    A printable string has no control character and no lone surrogate.
+    """
+    if (type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+            and not value.isspace()):
+        return value
+    if type(value) is not str:  # a str subclass would compare, but is not what was written
+        raise ValueError(f"{field} is a {type(value).__name__}, not a string")
+    return check_id(field, value)
+
+
+#: What decoding a value closeloop never writes raises (InvalidInput is a ValueError).
+_NOT_OURS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+def _corrupt(kind: str, key: Any, exc: Exception) -> StoreError:
+    return StoreError(
+        f"the {kind} row of {key!r} holds a value closeloop never writes ({exc}); "
+        "it was changed outside closeloop or is damaged"
+    )
+
+
+#: The case fields :meth:`RowCodec.case_from_row` decodes, in the order it passes them.
+_DECODED = ("id", "customer_id", "status", "assignee", "reasons", "response_ids", "priority",
+            "due_at", "opened_at", "updated_at", "closed_at", "opened_by", "version")
+_SETTERS = tuple(getattr(Case, name).__set__ for name in _DECODED)
+def _default_of(field: attrs.Attribute[Any]) -> Callable[[], Any]:
+    default: Any = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        factory: Callable[[], Any] = default.factory
+        return factory
+    return lambda: default
+
+
+#: Any field a row does not hold gets its default (the columns may lag the model).
+_REST = tuple(
+    (getattr(Case, f.name).__set__, _default_of(f))
+    for f in attrs.fields(Case) if f.name not in _DECODED
+)
+
+
+def _case(values: tuple[Any, ...]) -> Case:
+    """A Case from checked values in :data:`_DECODED` order, without running validators."""
+    case: Case = object.__new__(Case)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(case, value)
+    for setter, make in _REST:
+        setter(case, make())
+    return case
+
+
 @frozen
 class RowCodec:
     """Row conversions for one SQL dialect.
@@ -114,20 +178,50 @@ class RowCodec:
         )
 
     def case_from_row(self, row: Sequence[Any]) -> Case:
-        """A case from a row of :data:`CASE_COLUMNS`.
+        """A case from a row of :data:`CASE_COLUMNS`; StoreError if the row is not one closeloop wrote.
 
-        The row is one a store wrote from a validated Case, so its fields are not
-        validated again (:func:`~closeloop.model.trusted`): reading a case is on
-        every status change's path. The enums are still parsed, so a row that is
-        not closeloop's fails loudly rather than passing through.
+        Reading cases is on every status change's path and every list, so the row is
+        not passed through the validating constructor again: it is checked with
+        cheap tests that accept exactly what the constructor accepts (the types, the
+        id rules with a fast path for plain printable ids, the enums, the lists, the
+        version, closed_at set exactly when Closed) and the case is built without
+        validators (as :func:`~closeloop.model.trusted` does). A row changed outside
+        closeloop, or damaged, is refused rather than becoming a wrong Case.
         """
-        return trusted(Case, {
-            "id": row[0], "customer_id": row[1], "status": Status(row[2]), "assignee": row[3],
-            "reasons": tuple(self.ids_in(row[4])), "response_ids": tuple(self.ids_in(row[5])),
-            "priority": Priority(row[6]), "due_at": self._optional_in(row[7]),
-            "opened_at": self.time_in(row[8]), "updated_at": self.time_in(row[9]),
-            "closed_at": self._optional_in(row[10]), "opened_by": row[11], "version": row[12],
-        })
+        try:
+            (case_id, customer_id, status, assignee, reasons, response_ids, priority, due_at,
+             opened_at, updated_at, closed_at, opened_by, version) = row
+            status = _STATUSES[status]
+            closed = self._optional_in(closed_at)
+            if (status is Status.CLOSED) != (closed is not None):
+                raise ValueError("closed_at must be set exactly when the status is closed")
+            if type(version) is not int or version < 1:
+                raise ValueError(f"version {version!r} is not a positive integer")
+            return _case((
+                _id("id", case_id), _id("customer_id", customer_id), status,
+                None if assignee is None else _id("assignee", assignee),
+                self._ids("reasons", reasons), self._ids("response_ids", response_ids),
+                _PRIORITIES[priority], self._optional_in(due_at), self.time_in(opened_at),
+                self.time_in(updated_at), closed, _id("opened_by", opened_by), version,
+            ))
+        except _NOT_OURS as exc:
+            raise _corrupt("case", row[0], exc) from exc
+
+    def _ids(self, field: str, value: Any) -> tuple[str, ...]:
+        """A list of ids from its column value, checked; repeated JSON texts are decoded once."""
+        if type(value) is str:
+            known = _ID_LISTS.get(value)
+            if known is not None:
+                return known
+        items = self.ids_in(value)
+        if type(items) is not list:
+            raise ValueError(f"{field} is not a list")
+        ids = tuple(_id(field, item) for item in items)
+        if type(value) is str:
+            if len(_ID_LISTS) >= _ID_LISTS_KEPT:
+                _ID_LISTS.clear()
+            _ID_LISTS[value] = ids
+        return ids
 
     def event_row(self, event: Event) -> tuple[Any, ...]:
         """All of :data:`EVENT_COLUMNS`, in order."""
@@ -138,10 +232,13 @@ class RowCodec:
 
     def event_from_row(self, row: Sequence[Any]) -> Event:
         """An event from a row of :data:`EVENT_COLUMNS`."""
-        data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
-        data["at"] = self.time_in(row[3])
-        data.update(self.data_in(row[7]))
-        return structure_event(data)
+        try:
+            data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
+            data["at"] = self.time_in(row[3])
+            data.update(self.data_in(row[7]))
+            return structure_event(data)
+        except _NOT_OURS as exc:
+            raise _corrupt("event", row[1], exc) from exc
 
     def notice_row(self, notice: Notice) -> tuple[Any, ...]:
         """All of :data:`NOTICE_COLUMNS`, in order."""
@@ -153,11 +250,15 @@ class RowCodec:
 
     def notice_from_row(self, row: Sequence[Any]) -> Notice:
         """A notice from a row of :data:`NOTICE_COLUMNS`."""
-        return Notice(
-            id=row[0], case_id=row[1], kind=row[2], to=row[3], subject=row[4], text=row[5],
-            html=row[6], created_at=self.time_in(row[7]), next_attempt_at=self.time_in(row[8]),
-            attempts=row[9], last_error=row[10], sent_at=self._optional_in(row[11]),
-        )
+        try:
+            return Notice(
+                id=row[0], case_id=row[1], kind=row[2], to=row[3], subject=row[4], text=row[5],
+                html=row[6], created_at=self.time_in(row[7]),
+                next_attempt_at=self.time_in(row[8]), attempts=row[9], last_error=row[10],
+                sent_at=self._optional_in(row[11]),
+            )
+        except _NOT_OURS as exc:
+            raise _corrupt("notice", row[0], exc) from exc
 
     def response_row(self, record: ResponseRecord) -> tuple[Any, ...]:
         """All of :data:`RESPONSE_COLUMNS`, in order."""
@@ -168,7 +269,10 @@ class RowCodec:
 
     def response_from_row(self, row: Sequence[Any]) -> ResponseRecord:
         """A response record from a row of :data:`RESPONSE_COLUMNS`."""
-        return ResponseRecord(
-            response_id=row[0], customer_id=row[1], outcome=row[2], case_id=row[3],
-            score=row[4], submitted_at=self.time_in(row[5]), received_at=self.time_in(row[6]),
-        )
+        try:
+            return ResponseRecord(
+                response_id=row[0], customer_id=row[1], outcome=row[2], case_id=row[3],
+                score=row[4], submitted_at=self.time_in(row[5]), received_at=self.time_in(row[6]),
+            )
+        except _NOT_OURS as exc:
+            raise _corrupt("response", row[0], exc) from exc

@@ -188,8 +188,15 @@ def _json_ids(value: tuple[str, ...]) -> str:
     return json.dumps(value)
 
 
+def _stored_micros(value: Any) -> datetime:
+    """A time column as written: integer microseconds (anything else is not closeloop's)."""
+    if type(value) is not int:
+        raise TypeError(f"a time is stored as integer microseconds, not {value!r}")
+    return _EPOCH + value * _MICRO
+
+
 #: SQLite's row conversions: times as integer microseconds, lists and data as JSON text.
 CODEC = RowCodec(
-    time_out=to_micros, time_in=from_micros, ids_out=_json_ids, ids_in=json.loads,
+    time_out=to_micros, time_in=_stored_micros, ids_out=_json_ids, ids_in=json.loads,
     data_out=_compact_json, data_in=json.loads,
 )
