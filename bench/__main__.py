@@ -27,6 +27,7 @@ BENCHMARKS: Sequence[str] = (
     "bench.onetouch",
     "bench.postgres",
     "bench.report",
+    "bench.peers",
 )
 
 DEFAULT_SIZE = 2000
