@@ -19,7 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import count
 from pathlib import Path
@@ -185,6 +185,21 @@ class TestPostgresStore(StoreContract):
         store = ScratchPostgresStore(dsn)
         yield store
         store.close()
+
+    @pytest.fixture
+    def corrupt_case(self, dsn: str) -> Callable[[Store, str, str, Any], bool]:
+        """Writes a raw value into the table as another program would; typed columns refuse most."""
+        def corrupt(store: Store, case_id: str, field: str, value: Any) -> bool:
+            assert isinstance(store, PostgresStore)
+            try:
+                with admin(dsn) as conn:
+                    conn.execute(f'UPDATE "{store.schema}".cases SET {field} = %s WHERE id = %s',
+                                 (value, case_id))
+            except (psycopg.Error, ValueError):  # ValueError: psycopg will not send a NUL
+                return False
+            return True
+
+        return corrupt
 
 
 # -- arguments, schema and migrations ----------------------------------------------------

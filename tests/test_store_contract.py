@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from closeloop.storage import MemoryStore, SQLiteStore, Store
+from closeloop.storage.sqlite import to_micros
 from closeloop.testing import StoreContract
 
 
@@ -29,6 +33,22 @@ class TestSQLiteStore(StoreContract):
         store = SQLiteStore(tmp_path / "contract.db")
         yield store
         store.close()
+
+    @pytest.fixture
+    def corrupt_case(self, tmp_path: Path) -> Callable[[Store, str, str, Any], bool]:
+        """Writes a raw value into the file as another program (or damage) would, CHECKs off."""
+        def corrupt(store: Store, case_id: str, field: str, value: Any) -> bool:
+            raw = to_micros(value) if isinstance(value, datetime) else value
+            with sqlite3.connect(tmp_path / "contract.db", isolation_level=None) as conn:
+                conn.execute("PRAGMA ignore_check_constraints = ON")
+                try:
+                    conn.execute(f"UPDATE cases SET {field} = ? WHERE id = ?", (raw, case_id))
+                except (sqlite3.Error, OverflowError):
+                    return False
+            conn.close()
+            return True
+
+        return corrupt
 
 
 def test_event_extra_matches_cattrs() -> None:
