@@ -60,7 +60,13 @@ from closeloop.storage.rows import (
     RowCodec,
     case_filters,
 )
-from closeloop.storage.sql_query import Dialect, count_statement, page_statement, status_of
+from closeloop.storage.sql_query import (
+    URGENCY_SQL,
+    Dialect,
+    count_statement,
+    page_statement,
+    status_of,
+)
 
 try:
     import psycopg
@@ -155,6 +161,8 @@ def _dialect(schema: str) -> Dialect:
         id_key='id COLLATE "C"',
         due_key="coalesce(due_at, 'infinity'::timestamptz)",
         due_position="coalesce(%s::timestamptz, 'infinity'::timestamptz)",
+        due_param=lambda due: due,
+        urgency_key=URGENCY_SQL,
         has_reason="%s = ANY(c.reasons)",
         comment_contains="strpos(translate(e.comment, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
                          "'abcdefghijklmnopqrstuvwxyz'), %s) > 0",

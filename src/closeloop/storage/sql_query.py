@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 #: The urgency of a case's priority (:data:`~closeloop.query.URGENCY`) in SQL: the
-#: ``sort="priority"`` key. The priority indexes are built on this very expression.
+#: ``sort="priority"`` key. The stores' priority indexes (or SQLite's generated
+#: ``urgency`` column) are built on this very expression.
 URGENCY_SQL = ("CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 "
                "WHEN 'low' THEN 3 END")
 
@@ -59,10 +60,14 @@ class Dialect:
         time: a time as a bound parameter.
         id_key: the case id as it sorts (code point order, as Python's ``str``).
         due_key: ``due_at`` as ``sort="due"`` sorts it, NULL (no due date) last.
-        due_position: the same for a bound parameter (``None`` for no due date).
+        due_position: the SQL for a position's due date, bound to ``due_param(value)``
+            (``value`` is ``None`` for no due date).
+        urgency_key: the priority as ``sort="priority"`` sorts it (:data:`URGENCY_SQL`).
         has_reason: a condition: the case's reasons include the bound reason.
         comment_contains: a condition on ``e.comment``: it contains the bound text
             once ASCII letters are lowered (:func:`~closeloop.query.ascii_lower`).
+        not_leading: how a page statement writes a column that its index must not
+            lead with (``"{}"`` when the planner can judge for itself).
     """
 
     cases: str
@@ -72,13 +77,16 @@ class Dialect:
     id_key: str
     due_key: str
     due_position: str
+    due_param: Callable[[datetime | None], Any]
+    urgency_key: str
     has_reason: str
     comment_contains: str
+    not_leading: str = "{}"
 
     def sort_keys(self, sort: Sort) -> list[str]:
         """The SQL expressions of the sort's fields, in order."""
         keys = {"opened_at": "opened_at", "updated_at": "updated_at", "id": self.id_key,
-                "due_at": self.due_key, "priority": URGENCY_SQL}
+                "due_at": self.due_key, "priority": self.urgency_key}
         return [keys[name] for name in sort.fields]
 
     def position(self, sort: Sort, position: Position) -> tuple[list[str], list[Any]]:
@@ -88,7 +96,7 @@ class Dialect:
         for name, value in zip(sort.fields, position, strict=True):
             if name == "due_at":
                 marks.append(self.due_position)
-                params.append(None if value is None else self.time(value))
+                params.append(self.due_param(value))
             elif name == "priority":
                 marks.append(self.placeholder)
                 params.append(URGENCY[value])
@@ -98,8 +106,16 @@ class Dialect:
         return marks, params
 
 
-def _filters(query: CaseQuery, now: datetime, d: Dialect) -> tuple[list[str], list[Any]]:
-    """The query's conditions (all must hold) and their parameters."""
+def _filters(
+    query: CaseQuery, now: datetime, d: Dialect, *, paging: bool = False
+) -> tuple[list[str], list[Any]]:
+    """The query's conditions (all must hold) and their parameters.
+
+    When ``paging``, the status and priority lists are kept from leading the index
+    choice (:attr:`Dialect.not_leading`): a page is read in its order's index and
+    stops at the limit, where an index on the status would find every active case
+    and then sort them all. A count wants the status index, and gets it.
+    """
     p = d.placeholder
     where: list[str] = []
     params: list[Any] = []
@@ -112,6 +128,7 @@ def _filters(query: CaseQuery, now: datetime, d: Dialect) -> tuple[list[str], li
     for column, values in (("status", query.status), ("priority", query.priority)):
         if values is not None:
             ordered = sorted(value.value for value in values)
+            column = d.not_leading.format(column) if paging else column
             where.append(f"{column} IN ({', '.join([p] * len(ordered))})")
             params.extend(ordered)
     if query.customer_id is not None:
@@ -139,7 +156,7 @@ def page_statement(
     query: CaseQuery, *, now: datetime, after: Position | None, limit: int, dialect: Dialect
 ) -> tuple[str, list[Any]]:
     """``SELECT`` of up to ``limit`` cases (:data:`CASE_COLUMNS`) of ``query`` after ``after``."""
-    where, params = _filters(query, now, dialect)
+    where, params = _filters(query, now, dialect, paging=True)
     sort = query.sort
     keys = dialect.sort_keys(sort)
     if after is not None:

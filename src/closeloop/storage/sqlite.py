@@ -85,15 +85,20 @@ def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[int, ...]]:
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-#: How SQLite says the parts of a case query (see storage/sql_query.py). NULL due dates
-#: sort after every real one as the largest integer; comments are lowered by a Python
-#: function (SQLite's own lower() changes with an ICU build).
+#: Where ``due_order`` puts a case without a due date: after every real one.
+_NO_DUE_DATE = 2**63 - 1
+#: How SQLite says the parts of a case query (see storage/sql_query.py). The due and
+#: priority orders use the generated columns due_order and urgency; comments are
+#: lowered by a Python function (SQLite's own lower() changes with an ICU build); a
+#: unary + keeps a status list from choosing the index (SQLite has no statistics).
 _DIALECT = Dialect(
     cases="cases", events="events", placeholder="?", time=to_micros, id_key="id",
-    due_key="coalesce(due_at, 9223372036854775807)",
-    due_position="coalesce(?, 9223372036854775807)",
+    due_key="due_order", due_position="?",
+    due_param=lambda due: _NO_DUE_DATE if due is None else to_micros(due),
+    urgency_key="urgency",
     has_reason="EXISTS (SELECT 1 FROM json_each(c.reasons) WHERE value = ?)",
     comment_contains="instr(closeloop_ascii_lower(e.comment), ?) > 0",
+    not_leading="+{}",
 )
 
 

@@ -125,20 +125,24 @@ MIGRATIONS: Sequence[str] = (
     # Case lists (see storage/sql_query.py): one index per order, and one more with the
     # assignee in front for the home page, so a page is a range scan in index order.
     # The id ends each, as it ends each order (cases_by_assignee stays: its rowid order
-    # is find()'s creation order). Orders by updated_at cost every change an update of
-    # two more indexes; the others hold columns a status change does not write.
+    # is find()'s creation order). The due and priority orders sort on generated
+    # columns, not on expressions: SQLite starts a range scan at a row value such as
+    # (due_order, opened_at, id) > (?, ?, ?) only over plain columns. Orders by
+    # updated_at cost every change an update of two more indexes; the others hold
+    # columns that a status change does not write.
     """
+    ALTER TABLE cases ADD COLUMN due_order INTEGER
+        GENERATED ALWAYS AS (coalesce(due_at, 9223372036854775807)) VIRTUAL;
+    ALTER TABLE cases ADD COLUMN urgency INTEGER GENERATED ALWAYS AS (CASE priority
+        WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END) VIRTUAL;
     CREATE INDEX cases_by_assignee_opened ON cases (assignee, opened_at, id);
     CREATE INDEX cases_by_opened ON cases (opened_at, id);
     CREATE INDEX cases_by_assignee_updated ON cases (assignee, updated_at, id);
     CREATE INDEX cases_by_updated ON cases (updated_at, id);
-    CREATE INDEX cases_by_assignee_due ON cases
-        (assignee, coalesce(due_at, 9223372036854775807), opened_at, id);
-    CREATE INDEX cases_by_due ON cases (coalesce(due_at, 9223372036854775807), opened_at, id);
-    CREATE INDEX cases_by_assignee_priority ON cases (assignee, CASE priority WHEN 'urgent' THEN 0
-        WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END, opened_at, id);
-    CREATE INDEX cases_by_priority ON cases (CASE priority WHEN 'urgent' THEN 0
-        WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END, opened_at, id);
+    CREATE INDEX cases_by_assignee_due ON cases (assignee, due_order, opened_at, id);
+    CREATE INDEX cases_by_due ON cases (due_order, opened_at, id);
+    CREATE INDEX cases_by_assignee_priority ON cases (assignee, urgency, opened_at, id);
+    CREATE INDEX cases_by_priority ON cases (urgency, opened_at, id);
     """,
 )
 
