@@ -27,6 +27,7 @@ BENCHMARKS: Sequence[str] = (
     "bench.onetouch",
     "bench.postgres",
     "bench.report",
+    "bench.query",
     "bench.peers",
 )
 
