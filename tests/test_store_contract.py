@@ -78,3 +78,19 @@ def test_event_extra_matches_cattrs() -> None:
         expected = {k: v for k, v in unstructure(event).items()
                     if k not in ("kind", "case_id", "actor", "at", "seq", "comment", "via")}
         assert event_extra(event) == expected
+
+
+def test_narrow_update_values_match_the_full_row() -> None:
+    """The values an update writes for some columns are those of the full update row."""
+    from datetime import UTC, datetime
+
+    from closeloop.model import Case, Priority, Status
+    from closeloop.storage.rows import CASE_UPDATE_COLUMNS
+    from closeloop.storage.sqlite_rows import CODEC
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    case = Case(id="c", customer_id="k", status=Status.CLOSED, opened_at=at, updated_at=at,
+                opened_by="a", version=3, assignee="x", reasons=("r",), response_ids=("p", "q"),
+                priority=Priority.HIGH, due_at=at, closed_at=at)
+    assert CODEC.case_update_values(case, CASE_UPDATE_COLUMNS) == CODEC.case_update_row(case)
+    assert CODEC.case_update_values(case, ("version", "status")) == (3, "closed")

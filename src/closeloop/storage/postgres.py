@@ -64,6 +64,7 @@ from closeloop.storage.sql_query import (
     URGENCY_SQL,
     Dialect,
     count_statement,
+    overdue_sql,
     page_statement,
     status_of,
 )
@@ -86,7 +87,7 @@ INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "clo
 
 #: Which cases are due for escalation (see Store.escalation_candidates).
 _DUE = (
-    "c.status <> 'closed' AND (c.due_at <= %(now)s OR c.updated_at <= %(untouched_before)s) "
+    f"c.status <> 'closed' AND ({overdue_sql('%(now)s')} OR c.updated_at <= %(untouched_before)s) "
     "AND NOT EXISTS (SELECT 1 FROM {s}.events AS e WHERE e.case_id = c.id "
     "AND e.kind = 'escalated' AND e.at >= %(quiet_since)s)"
 )

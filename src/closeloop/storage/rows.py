@@ -72,6 +72,21 @@ def _same(value: Any) -> Any:
     return value
 
 
+#: Column of :data:`CASE_UPDATE_COLUMNS` -> its value for a case, through a codec.
+_UPDATE_VALUE: dict[str, Callable[[RowCodec, Case], Any]] = {
+    "status": lambda codec, case: case.status.value,
+    "assignee": lambda codec, case: case.assignee,
+    "reasons": lambda codec, case: codec.ids_out(case.reasons),
+    "response_ids": lambda codec, case: codec.ids_out(case.response_ids),
+    "priority": lambda codec, case: case.priority.value,
+    "due_at": lambda codec, case: None if case.due_at is None else codec.time_out(case.due_at),
+    "updated_at": lambda codec, case: codec.time_out(case.updated_at),
+    "closed_at": lambda codec, case: (
+        None if case.closed_at is None else codec.time_out(case.closed_at)),
+    "version": lambda codec, case: case.version,
+}
+
+
 _STATUSES = {status.value: status for status in Status}
 _PRIORITIES = {priority.value: priority for priority in Priority}
 #: Decoded lists of ids by their JSON text: reasons repeat across most cases.
@@ -176,6 +191,14 @@ class RowCodec:
             self._optional_out(case.due_at), self.time_out(case.updated_at),
             self._optional_out(case.closed_at), case.version,
         )
+
+    def case_update_values(self, case: Case, columns: Sequence[str]) -> tuple[Any, ...]:
+        """The values of some of :data:`CASE_UPDATE_COLUMNS`, in the order given.
+
+        For an update that writes only what a change set: the columns it leaves
+        alone are not even converted (the lists would cost a JSON encoding each).
+        """
+        return tuple(_UPDATE_VALUE[column](self, case) for column in columns)
 
     def case_from_row(self, row: Sequence[Any]) -> Case:
         """A case from a row of :data:`CASE_COLUMNS`; StoreError if the row is not one closeloop wrote.

@@ -124,10 +124,11 @@ def _filters(
     elif query.assignee is not None:
         where.append(f"assignee = {p}")
         params.append(query.assignee)
-    # Filters on a set of values; a custom-status filter would be one more line here.
+    # Filters on a set of values (enums or plain strings); a custom-status filter is one
+    # more pair here.
     for column, values in (("status", query.status), ("priority", query.priority)):
         if values is not None:
-            ordered = sorted(value.value for value in values)
+            ordered = sorted(str(value) for value in values)
             column = d.not_leading.format(column) if paging else column
             where.append(f"{column} IN ({', '.join([p] * len(ordered))})")
             params.extend(ordered)

@@ -49,7 +49,13 @@ from closeloop.storage.rows import (
     case_filters,
 )
 from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
-from closeloop.storage.sql_query import Dialect, count_statement, page_statement, status_of
+from closeloop.storage.sql_query import (
+    Dialect,
+    count_statement,
+    overdue_sql,
+    page_statement,
+    status_of,
+)
 from closeloop.storage.sqlite_report import report_from_sqlite
 from closeloop.storage.sqlite_rows import (
     CODEC,
@@ -71,17 +77,17 @@ _ALWAYS_UPDATED = frozenset({"updated_at", "version"})
 
 
 @functools.lru_cache(maxsize=256)
-def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[int, ...]]:
+def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[str, ...]]:
     """The UPDATE for the columns ``fields`` names (plus updated_at and version), and
-    which positions of :meth:`RowCodec.case_update_row` it takes.
+    those columns, in the statement's order.
 
     Setting a column to its own value still costs SQLite an update of every index on
     it, so a status change does not rewrite the assignee or due-date indexes.
     """
-    positions = tuple(index for index, column in enumerate(CASE_UPDATE_COLUMNS)
-                      if column in fields or column in _ALWAYS_UPDATED)
-    columns = ", ".join(f"{CASE_UPDATE_COLUMNS[index]} = ?" for index in positions)
-    return f"UPDATE cases SET {columns} WHERE id = ? AND version = ?", positions
+    columns = tuple(column for column in CASE_UPDATE_COLUMNS
+                    if column in fields or column in _ALWAYS_UPDATED)
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return f"UPDATE cases SET {assignments} WHERE id = ? AND version = ?", columns
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -277,11 +283,11 @@ class SQLiteStore(BaseStore):
         else:
             # customer_id, opened_at and opened_by never change after opening;
             # leaving them out spares SQLite the customer index on every update.
-            values = CODEC.case_update_row(case)
-            statement = _UPDATE_CASE
-            if change.fields is not None:
-                statement, positions = _narrow_update(change.fields)
-                values = tuple(values[index] for index in positions)
+            if change.fields is None:
+                statement, values = _UPDATE_CASE, CODEC.case_update_row(case)
+            else:
+                statement, columns = _narrow_update(change.fields)
+                values = CODEC.case_update_values(case, columns)
             updated = conn.execute(
                 statement, (*values, case.id, change.expected_version)
             ).rowcount
@@ -294,10 +300,12 @@ class SQLiteStore(BaseStore):
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [CODEC.event_row(event) for event in change.events],
         )
-        conn.executemany(
-            f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [CODEC.notice_row(notice) for notice in change.notices],
-        )
+        if change.notices:  # most changes have none: spare the call
+            conn.executemany(
+                f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [CODEC.notice_row(notice) for notice in change.notices],
+            )
         if change.responses:
             for record in change.responses:  # one by one, to name the one already taken
                 try:
@@ -325,7 +333,7 @@ class SQLiteStore(BaseStore):
                 self._connection()
                 .execute(
                     f"SELECT {CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
-                    "AND (due_at <= ? OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
+                    f"AND ({overdue_sql('?')} OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
                     "AS e WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= ?) "
                     "ORDER BY opened_at, rowid LIMIT ?",
                     (to_micros(now), untouched, to_micros(quiet_since), limit),
