@@ -290,7 +290,8 @@ class CloseLoop:
     ) -> list[Case]:
         """Cases matching every filter given, oldest first.
 
-        ``cases(assignee="alice")`` is Alice's home page.
+        ``cases(assignee="alice")`` is Alice's home page. For more filters, other
+        orders, pages and counts, see :meth:`page` and :meth:`count`.
         """
         check_optional_id("assignee", assignee)
         check_optional_id("customer_id", customer_id)

@@ -24,7 +24,11 @@ How it keeps the :class:`~closeloop.storage.Store` contract:
 - outbox claims use ``FOR UPDATE SKIP LOCKED``, so several deliverers share the
   notices without waiting for each other and never get the same one;
 - the schema is created and migrated on construction (see
-  :mod:`closeloop.storage.postgres_schema`).
+  :mod:`closeloop.storage.postgres_schema`);
+- a page of a case list (``find_page``) is one statement walking the index of its
+  order from the cursor; its ``text`` filter reads the events of each case that
+  passes the other filters (an index lookup per case), so it is cheap next to an
+  assignee or status filter and slower alone over many cases (no full-text index).
 """
 
 from __future__ import annotations

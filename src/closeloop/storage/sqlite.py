@@ -9,7 +9,11 @@ How it keeps the :class:`~closeloop.storage.Store` contract:
 - WAL journal, so readers never block the writer; ``busy_timeout`` makes a
   writer wait for the lock instead of failing at once;
 - each thread gets its own connection (and a forked child opens fresh ones);
-- the schema is versioned with ``PRAGMA user_version`` and migrated on open.
+- the schema is versioned with ``PRAGMA user_version`` and migrated on open;
+- a page of a case list (``find_page``) is one statement walking the index of its
+  order from the cursor; its ``text`` filter reads the events of each case that
+  passes the other filters (through their primary key), so it is cheap with an
+  assignee or status filter and slower alone over many cases (no full-text index).
 
 Times are stored as integer microseconds since the Unix epoch (UTC), so SQL can
 compute with them.
