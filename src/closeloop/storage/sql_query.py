@@ -68,6 +68,8 @@ class Dialect:
             once ASCII letters are lowered (:func:`~closeloop.query.ascii_lower`).
         not_leading: how a page statement writes a column that its index must not
             lead with (``"{}"`` when the planner can judge for itself).
+        sorted_orders: the orders (``Sort.name``) the store has no index for, so the
+            matching cases are sorted: there, any index may lead.
     """
 
     cases: str
@@ -82,6 +84,7 @@ class Dialect:
     has_reason: str
     comment_contains: str
     not_leading: str = "{}"
+    sorted_orders: frozenset[str] = frozenset()
 
     def sort_keys(self, sort: Sort) -> list[str]:
         """The SQL expressions of the sort's fields, in order."""
@@ -157,7 +160,8 @@ def page_statement(
     query: CaseQuery, *, now: datetime, after: Position | None, limit: int, dialect: Dialect
 ) -> tuple[str, list[Any]]:
     """``SELECT`` of up to ``limit`` cases (:data:`CASE_COLUMNS`) of ``query`` after ``after``."""
-    where, params = _filters(query, now, dialect, paging=True)
+    where, params = _filters(query, now, dialect,
+                             paging=query.sort.name not in dialect.sorted_orders)
     sort = query.sort
     keys = dialect.sort_keys(sort)
     if after is not None:

@@ -98,9 +98,10 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 #: Where ``due_order`` puts a case without a due date: after every real one.
 _NO_DUE_DATE = 2**63 - 1
 #: How SQLite says the parts of a case query (see storage/sql_query.py). The due and
-#: priority orders use the generated columns due_order and urgency; comments are
-#: lowered by a Python function (SQLite's own lower() changes with an ICU build); a
-#: unary + keeps a status list from choosing the index (SQLite has no statistics).
+#: priority orders use the generated columns due_order and urgency; the updated order
+#: has no index (see the migration) and is sorted; comments are lowered by a Python
+#: function (SQLite's own lower() changes with an ICU build); a unary + keeps a status
+#: list from choosing the index over the order's (SQLite keeps no statistics).
 _DIALECT = Dialect(
     cases="cases", events="events", placeholder="?", time=to_micros, id_key="id",
     due_key="due_order", due_position="?",
@@ -108,7 +109,7 @@ _DIALECT = Dialect(
     urgency_key="urgency",
     has_reason="EXISTS (SELECT 1 FROM json_each(c.reasons) WHERE value = ?)",
     comment_contains="instr(closeloop_ascii_lower(e.comment), ?) > 0",
-    not_leading="+{}",
+    not_leading="+{}", sorted_orders=frozenset({"updated"}),
 )
 
 

@@ -127,9 +127,10 @@ MIGRATIONS: Sequence[str] = (
     # The id ends each, as it ends each order (cases_by_assignee stays: its rowid order
     # is find()'s creation order). The due and priority orders sort on generated
     # columns, not on expressions: SQLite starts a range scan at a row value such as
-    # (due_order, opened_at, id) > (?, ?, ?) only over plain columns. Orders by
-    # updated_at cost every change an update of two more indexes; the others hold
-    # columns that a status change does not write.
+    # (due_order, opened_at, id) > (?, ?, ?) only over plain columns. None of these
+    # indexes holds a column a status change writes. The updated order has no index
+    # on purpose: updated_at changes with every change, and its two indexes cost each
+    # status change a fifth of its time (measured); it sorts the matching cases.
     """
     ALTER TABLE cases ADD COLUMN due_order INTEGER
         GENERATED ALWAYS AS (coalesce(due_at, 9223372036854775807)) VIRTUAL;
@@ -137,8 +138,6 @@ MIGRATIONS: Sequence[str] = (
         WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END) VIRTUAL;
     CREATE INDEX cases_by_assignee_opened ON cases (assignee, opened_at, id);
     CREATE INDEX cases_by_opened ON cases (opened_at, id);
-    CREATE INDEX cases_by_assignee_updated ON cases (assignee, updated_at, id);
-    CREATE INDEX cases_by_updated ON cases (updated_at, id);
     CREATE INDEX cases_by_assignee_due ON cases (assignee, due_order, opened_at, id);
     CREATE INDEX cases_by_due ON cases (due_order, opened_at, id);
     CREATE INDEX cases_by_assignee_priority ON cases (assignee, urgency, opened_at, id);
