@@ -246,3 +246,32 @@ class TestQueryValues:
                     CaseQuery(opened_since=at), CaseQuery(opened_until=at), CaseQuery(text="t")]
         variants += [CaseQuery(sort=sort) for sort in SORTS[1:]]
         assert len({query.fingerprint() for query in variants}) == len(variants)
+
+
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30),
+    st.binary(max_size=10), st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.datetimes(), st.sampled_from(["open", "Closed", "urgent", "-due", "\ud800", "\x00", " "]),
+)
+FIELDS = ["assignee", "status", "priority", "reason", "customer_id", "overdue", "due_before",
+          "opened_since", "opened_until", "text", "sort"]
+
+
+@settings(max_examples=300)
+@given(field=st.sampled_from(FIELDS), value=JUNK, after=st.one_of(JUNK, st.text()))
+def test_junk_is_refused_as_invalid_input_only(field: str, value: Any, after: Any) -> None:
+    """Anything for any filter, and anything as a cursor: a query, or InvalidInput naming it."""
+    loop = CloseLoop()
+    refused: InvalidInput | None = None
+    try:
+        query = CaseQuery(**{field: value})
+    except InvalidInput as error:
+        refused, query = error, CaseQuery()
+    assert refused is None or refused.field == field
+    assert loop.count(query).total == 0
+    if after is None:
+        return
+    with pytest.raises(InvalidInput) as raised:
+        loop.page(query, after=after)
+    assert raised.value.field == "after"
