@@ -39,7 +39,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -98,6 +98,7 @@ URGENCY: Mapping[Priority, int] = {
 Position: TypeAlias = tuple[Any, ...]
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_T = TypeVar("_T")
 #: Stands in for "no due date" in a Python sort key (the flag before it does the work).
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -186,25 +187,28 @@ def _assignee(value: str | Unassigned | None) -> str | Unassigned | None:
     return check_optional_id("assignee", value)
 
 
-def _members(field_name: str, kind: Any, value: Any) -> frozenset[Any] | None:
-    """One value or a collection of them, as a frozenset; ``None`` means any."""
+def _members(
+    field_name: str, parse: Callable[[Any, str], _T], value: Any
+) -> frozenset[_T] | None:
+    """One value or a collection of them, each checked by ``parse(item, field_name)``, as a
+    frozenset; ``None`` means any. (A filter on custom statuses would parse with check_id.)"""
     if value is None:
         return None
     items = [value] if isinstance(value, str | enum.Enum) else value
     if not isinstance(items, Iterable) or isinstance(items, Mapping):
         raise InvalidInput(field_name, value, "must be one value or a list of them")
-    parsed = frozenset(kind.parse(item, field_name) for item in items)
+    parsed = frozenset(parse(item, field_name) for item in items)
     if not parsed:
         raise InvalidInput(field_name, value, "must name at least one value (None means any)")
     return parsed
 
 
 def _statuses(value: Status | str | Iterable[Status | str] | None) -> frozenset[Status] | None:
-    return _members("status", Status, value)
+    return _members("status", Status.parse, value)
 
 
 def _priorities(value: Priority | str | Iterable[Priority | str] | None) -> frozenset[Priority] | None:
-    return _members("priority", Priority, value)
+    return _members("priority", Priority.parse, value)
 
 
 def _optional_bool(instance: Any, attribute: Any, value: Any) -> None:
