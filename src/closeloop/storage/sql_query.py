@@ -132,8 +132,8 @@ def _filters(
     for column, values in (("status", query.status), ("priority", query.priority)):
         if values is not None:
             ordered = sorted(str(value) for value in values)
-            column = d.not_leading.format(column) if paging else column
-            where.append(f"{column} IN ({', '.join([p] * len(ordered))})")
+            written = d.not_leading.format(column) if paging else column
+            where.append(f"{written} IN ({', '.join([p] * len(ordered))})")
             params.extend(ordered)
     if query.customer_id is not None:
         where.append(f"customer_id = {p}")
