@@ -27,6 +27,8 @@ BENCHMARKS: Sequence[str] = (
     "bench.onetouch",
     "bench.postgres",
     "bench.report",
+    "bench.query",
+    "bench.peers",
 )
 
 DEFAULT_SIZE = 2000

@@ -25,7 +25,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from closeloop import CloseLoop, CloseLoopError, EscalationPolicy, Status, SurveyResponse
+from closeloop import CaseQuery, CloseLoop, CloseLoopError, EscalationPolicy, Status, SurveyResponse
 from closeloop.notify import MemoryNotifier
 from closeloop.onetouch import OneTouch
 from closeloop.storage import SQLiteStore
@@ -87,6 +87,18 @@ def _stopped() -> threading.Event:
     return event
 
 
+QUERY_FIELDS = ("assignee", "status", "priority", "reason", "customer_id", "due_before",
+                "opened_since", "opened_until", "text", "sort")
+
+
+def _case_query(name: str, value: Any) -> Any:
+    """A CaseQuery with one field set to an extreme value (or the InvalidInput it raised)."""
+    try:
+        return CaseQuery(**{name: value})
+    except CloseLoopError as refused:
+        return refused
+
+
 Call = Callable[[CloseLoop, str, str, Any], object]
 #: (name, strategy for the value, call(loop, case_id, token, value)).
 ENTRY_POINTS: list[tuple[str, st.SearchStrategy[Any], Call]] = [
@@ -132,6 +144,12 @@ ENTRY_POINTS: list[tuple[str, st.SearchStrategy[Any], Call]] = [
     ("run_worker deliver_every", DURATIONS,
      lambda loop, c, t, v: loop.run_worker(deliver_every=v, escalate_every=v, stop=_stopped(),
                                            handle_signals=False)),
+    ("page query", st.builds(_case_query, st.sampled_from(QUERY_FIELDS), STRINGS | DATETIMES),
+     lambda loop, c, t, v: loop.page(v)),
+    ("page after", OPTIONAL_STRINGS, lambda loop, c, t, v: loop.page(after=v)),
+    ("page size", INTEGERS, lambda loop, c, t, v: loop.page(size=v)),
+    ("count query", st.builds(_case_query, st.sampled_from(QUERY_FIELDS), STRINGS | DATETIMES),
+     lambda loop, c, t, v: loop.count(v, by_assignee=True)),
     ("one_touch link", STRINGS, lambda loop, c, t, v: loop.one_touch.link(v)),
     ("one_touch open", STRINGS, lambda loop, c, t, v: loop.one_touch.open(v)),
     ("one_touch prepare status", STRINGS,

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import count
 from pathlib import Path
@@ -56,7 +56,7 @@ from closeloop.model import (
 from closeloop.reporting import ReportQuery
 from closeloop.storage import MemoryStore, PostgresStore, SQLiteStore, Store
 from closeloop.storage.postgres_schema import MIGRATIONS
-from closeloop.testing import FixedClock, StoreContract
+from closeloop.testing import CorruptedRowContract, FixedClock, StoreContract
 from closeloop.testing.store_contract import T0, make_case, make_notice, opened_change
 from closeloop.triggers import Trigger, contact_requested, nps_between
 from postgres_workers import (
@@ -176,7 +176,7 @@ except StoreError as exc:
 
 
 @pytest.mark.postgres
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(StoreContract, CorruptedRowContract):
     """PostgresStore keeps the store contract."""
 
     @pytest.fixture
@@ -185,6 +185,21 @@ class TestPostgresStore(StoreContract):
         store = ScratchPostgresStore(dsn)
         yield store
         store.close()
+
+    @pytest.fixture
+    def corrupt_case(self, dsn: str) -> Callable[[Store, str, str, Any], bool]:
+        """Writes a raw value into the table as another program would; typed columns refuse most."""
+        def corrupt(store: Store, case_id: str, field: str, value: Any) -> bool:
+            assert isinstance(store, PostgresStore)
+            try:
+                with admin(dsn) as conn:
+                    conn.execute(f'UPDATE "{store.schema}".cases SET {field} = %s WHERE id = %s',
+                                 (value, case_id))
+            except (psycopg.Error, ValueError):  # ValueError: psycopg will not send a NUL
+                return False
+            return True
+
+        return corrupt
 
 
 # -- arguments, schema and migrations ----------------------------------------------------

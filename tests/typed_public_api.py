@@ -9,7 +9,11 @@ import threading
 from datetime import timedelta
 
 from closeloop import (
+    UNASSIGNED,
+    CaseCounts,
     CaseNotFound,
+    CasePage,
+    CaseQuery,
     CloseLoop,
     CloseLoopError,
     CommentRequired,
@@ -140,3 +144,18 @@ def channels() -> None:
         content: NoticeContent | None = message.content
         print(notice.channel, notice.message_id, content)
     print(given_up)
+
+
+def lists(loop: CloseLoop) -> None:
+    """An assignee's home page, page by page, and the counts beside it."""
+    query = CaseQuery(assignee="alice", status=["open", Status.PROGRESS], priority="urgent",
+                      overdue=True, sort="-due", text="refund")
+    page: CasePage = loop.page(query, size=20)
+    cases: tuple[Case, ...] = page.cases
+    cursor: str | None = page.next_cursor
+    if cursor is not None:
+        cases += loop.page(query, after=cursor, size=20).cases
+    counts: CaseCounts = loop.count(CaseQuery(assignee=UNASSIGNED), by_assignee=True)
+    per_status: int = counts.by_status[Status.OPEN] + counts.total
+    nobodys: int = counts.by_assignee[None][Status.OPEN]
+    print(cases, per_status, nobodys)

@@ -41,12 +41,17 @@ from closeloop.model import (
     StatusChanged,
     SurveyResponse,
 )
+from closeloop.query import UNASSIGNED, CaseCounts, CasePage, CaseQuery
 from closeloop.workflow import CommentPolicy
 
 __all__ = [
+    "UNASSIGNED",
     "Assigned",
     "Case",
+    "CaseCounts",
     "CaseNotFound",
+    "CasePage",
+    "CaseQuery",
     "CloseLoop",
     "CloseLoopError",
     "CommentPolicy",

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from attrs import evolve
 
+from closeloop.cursor import decode_cursor, encode_cursor
 from closeloop.errors import InvalidInput, NothingToChange
 from closeloop.escalation import EscalationPolicy, EscalationRun, escalate
 from closeloop.intake import (
@@ -39,6 +40,7 @@ from closeloop.onetouch.service import OneTouchService
 from closeloop.onetouch.tokens import OneTouch
 from closeloop.outbox import DeliveryReport, Outbox, retry_delay
 from closeloop.protocol_check import protocol_problems
+from closeloop.query import MAX_PAGE_SIZE, CaseCounts, CasePage, CaseQuery
 from closeloop.reporting import Report, ReportQuery
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Store
@@ -328,7 +330,8 @@ class CloseLoop:
     ) -> list[Case]:
         """Cases matching every filter given, oldest first.
 
-        ``cases(assignee="alice")`` is Alice's home page.
+        ``cases(assignee="alice")`` is Alice's home page. For more filters, other
+        orders, pages and counts, see :meth:`page` and :meth:`count`.
         """
         check_optional_id("assignee", assignee)
         check_optional_id("customer_id", customer_id)
@@ -338,6 +341,51 @@ class CloseLoop:
         return self.store.find(
             assignee=assignee, status=wanted, customer_id=customer_id, limit=limit
         )
+
+    def page(
+        self, query: CaseQuery | None = None, *, after: str | None = None, size: int = 50
+    ) -> CasePage:
+        """One page of the cases ``query`` selects, in its order; ``after`` continues a listing.
+
+        ``query`` defaults to every case, oldest opened first. Pass the page's
+        ``next_cursor`` as ``after`` for the next page (it is ``None`` on the last).
+        Paging is keyset-based: a case that exists when paging starts and matches the
+        query throughout is listed exactly once, whatever is added or changed
+        meanwhile, as long as its place in the order stays (see
+        :mod:`closeloop.cursor`). ``overdue`` is judged at the loop's clock.
+
+        Example::
+
+            query = CaseQuery(assignee="alice", status=["open", "progress"], sort="due")
+            first = loop.page(query)
+            second = loop.page(query, after=first.next_cursor)
+
+        Raises:
+            InvalidInput: ``query`` is not a CaseQuery, ``size`` is not 1 to
+                :data:`~closeloop.query.MAX_PAGE_SIZE`, or ``after`` is not a cursor of
+                this query (from another query, damaged or edited).
+        """
+        query = _query(query)
+        check_int("size", size, minimum=1, maximum=MAX_PAGE_SIZE)
+        position = None if after is None else decode_cursor(query, after)
+        cases = self.store.find_page(query, now=self.now(), after=position, limit=size + 1)
+        if len(cases) <= size:
+            return CasePage(tuple(cases), None)
+        return CasePage(tuple(cases[:size]), encode_cursor(query, cases[size - 1]))
+
+    def count(self, query: CaseQuery | None = None, *, by_assignee: bool = False) -> CaseCounts:
+        """How many cases ``query`` selects, per status (and per assignee with ``by_assignee``).
+
+        One ``GROUP BY`` in the SQL stores. The query's sort does not matter here.
+
+        Example::
+
+            loop.count(CaseQuery(assignee="alice")).by_status[Status.OPEN]
+            loop.count(CaseQuery(status="open"), by_assignee=True).by_assignee["bob"]
+        """
+        query = _query(query)
+        check_bool("by_assignee", by_assignee)
+        return self.store.count_cases(query, now=self.now(), by_assignee=by_assignee)
 
     def history(self, case_id: str) -> list[Event]:
         """The case's events, oldest first. Raises CaseNotFound."""
@@ -526,3 +574,13 @@ class CloseLoop:
         check_positive_int("limit", limit)
         return self.service.outbox.deliver_pending(limit)
 
+
+_EVERY_CASE = CaseQuery()
+
+
+def _query(query: object) -> CaseQuery:
+    if query is None:
+        return _EVERY_CASE
+    if not isinstance(query, CaseQuery):
+        raise InvalidInput("query", query, "must be a closeloop.query.CaseQuery (or None for every case)")
+    return query

@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 from attrs import field, frozen
 
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.query import CaseCounts, CaseQuery, Position
 from closeloop.report_reference import ReportFacts
 from closeloop.reporting import Report, ReportQuery
 
@@ -199,6 +200,26 @@ class CaseLog(Protocol):
         limit: int | None = None,
     ) -> list[Case]:
         """Cases matching every filter given, oldest ``opened_at`` first, ties in creation order."""
+        ...
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """Up to ``limit`` cases matching ``query``, in its order, after position ``after``.
+
+        The answer equals :func:`closeloop.query.select_page` over every stored case
+        (the contract checks it): ``now`` is the time ``overdue`` is judged at,
+        ``after`` the position of the last case already listed (``None`` for the
+        first page). One consistent read: a case appears at most once.
+        """
+        ...
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        """How many cases match ``query`` per status (and per assignee if ``by_assignee``).
+
+        Equal to :func:`closeloop.query.count_matching` over every stored case; the
+        query's sort is ignored.
+        """
         ...
 
     def history(self, case_id: str) -> list[Event]:

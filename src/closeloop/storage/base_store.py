@@ -35,6 +35,7 @@ from attrs import evolve
 
 from closeloop.errors import CaseNotFound, ConcurrentUpdate, StoreError, TokenUsed
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.query import CaseCounts, CaseQuery, Position, count_matching, select_page
 from closeloop.report_reference import ReportFacts, report_from_facts
 from closeloop.reporting import Report, ReportQuery, is_overdue
 from closeloop.storage.base import Change, ResponseUpdate, counts_as_active
@@ -65,7 +66,8 @@ class BaseStore(abc.ABC):
     - :meth:`next_in_rotation`: an atomic counter.
 
     Defaults (override for speed): :meth:`commit`, :meth:`get`, :meth:`find`,
-    :meth:`latest_cases`, :meth:`escalation_candidates`, :meth:`record_responses`,
+    :meth:`find_page`, :meth:`count_cases`, :meth:`latest_cases`,
+    :meth:`escalation_candidates`, :meth:`record_responses`,
     :meth:`responses`, :meth:`claim_notices`, :meth:`notices_sent`,
     :meth:`notice_failed`, :meth:`notice_abandoned`, :meth:`report_facts`, :meth:`report`, :meth:`close`.
     The defaults read whole collections through the abstract methods: fine for
@@ -184,6 +186,29 @@ class BaseStore(abc.ABC):
         ]
         found.sort(key=lambda case: case.opened_at)  # stable: ties keep creation order
         return found if limit is None else found[:limit]
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """A page of ``query`` by :func:`~closeloop.query.select_page` over every case.
+
+        Reads every case (or the customer's, with ``customer_id``), and the history of
+        each candidate case when the query has ``text``.
+        """
+        return select_page(self._query_candidates(query), query, now=now, after=after,
+                           limit=limit, comments=self._comments)
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        """The counts of ``query`` by :func:`~closeloop.query.count_matching` over every case."""
+        return count_matching(self._query_candidates(query), query, now=now,
+                              by_assignee=by_assignee, comments=self._comments)
+
+    def _query_candidates(self, query: CaseQuery) -> list[Case]:
+        customers = None if query.customer_id is None else [query.customer_id]
+        return self.query_cases(customer_ids=customers)
+
+    def _comments(self, case_id: str) -> list[str | None]:
+        return [event.comment for event in self.history(case_id)]
 
     def latest_cases(self, customer_ids: Sequence[str]) -> dict[str, Case]:
         """Each customer's most recently created case; customers with none are absent."""

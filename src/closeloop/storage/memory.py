@@ -3,7 +3,9 @@
 It keeps the same contract as the SQL stores (the contract suite checks it),
 so tests written against it hold against them too. It is a
 :class:`~closeloop.storage.BaseStore`: the eight persistence methods over
-dictionaries, plus indexed overrides of the defaults that would scan.
+dictionaries, plus indexed overrides of the defaults that would scan. Case lists
+(``find_page``, ``count_cases``) are the defaults: every case filtered and sorted in
+Python, the history of each candidate case read for a ``text`` filter.
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ How it keeps the :class:`~closeloop.storage.Store` contract:
 - outbox claims use ``FOR UPDATE SKIP LOCKED``, so several deliverers share the
   notices without waiting for each other and never get the same one;
 - the schema is created and migrated on construction (see
-  :mod:`closeloop.storage.postgres_schema`).
+  :mod:`closeloop.storage.postgres_schema`);
+- a page of a case list (``find_page``) is one statement walking the index of its
+  order from the cursor; its ``text`` filter reads the events of each case that
+  passes the other filters (an index lookup per case), so it is cheap next to an
+  assignee or status filter and slower alone over many cases (no full-text index).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status, StatusChanged
+from closeloop.query import CaseCounts, CaseQuery, Position
 from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, ResponseUpdate, counts_as_active
 from closeloop.storage.base_store import BaseStore
@@ -58,6 +63,14 @@ from closeloop.storage.rows import (
     RESPONSE_COLUMNS,
     RowCodec,
     case_filters,
+)
+from closeloop.storage.sql_query import (
+    URGENCY_SQL,
+    Dialect,
+    count_statement,
+    overdue_sql,
+    page_statement,
+    status_of,
 )
 from closeloop.validate import check_positive_int, check_seconds
 
@@ -79,7 +92,7 @@ INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "clo
 
 #: Which cases are due for escalation (see Store.escalation_candidates).
 _DUE = (
-    "c.status <> 'closed' AND (c.due_at <= %(now)s OR c.updated_at <= %(untouched_before)s) "
+    f"c.status <> 'closed' AND ({overdue_sql('%(now)s')} OR c.updated_at <= %(untouched_before)s) "
     "AND NOT EXISTS (SELECT 1 FROM {s}.events AS e WHERE e.case_id = c.id "
     "AND e.kind = 'escalated' AND e.at >= %(quiet_since)s)"
 )
@@ -149,6 +162,25 @@ _SQL = {
 }
 
 
+def _dialect(schema: str) -> Dialect:
+    """How PostgreSQL says the parts of a case query (see storage/sql_query.py).
+
+    Ids sort in code point order (``COLLATE "C"``) whatever the database's locale;
+    comments are lowered with ``translate`` for ASCII letters only, as everywhere.
+    """
+    return Dialect(
+        cases=f"{schema}.cases", events=f"{schema}.events", placeholder="%s", time=_same,
+        id_key='id COLLATE "C"',
+        due_key="coalesce(due_at, 'infinity'::timestamptz)",
+        due_position="coalesce(%s::timestamptz, 'infinity'::timestamptz)",
+        due_param=lambda due: due,
+        urgency_key=URGENCY_SQL,
+        has_reason="%s = ANY(c.reasons)",
+        comment_contains="strpos(translate(e.comment, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
+                         "'abcdefghijklmnopqrstuvwxyz'), %s) > 0",
+    )
+
+
 def _require_driver() -> None:
     if _DRIVER_MISSING is not None:
         raise StoreError(INSTALL_HINT) from _DRIVER_MISSING
@@ -192,6 +224,7 @@ class PostgresStore(BaseStore):
         self.pool_size = check_positive_int("pool_size", pool_size)
         self.timeout = check_seconds("timeout", timeout)
         self._sql = {name: sql.format(s=quoted(schema)) for name, sql in _SQL.items()}
+        self._dialect = _dialect(quoted(schema))
         self._update_statements: dict[int, str] = {}
         self._lock = threading.Lock()
         self._inherited: list[ConnectionPool[Any]] = []
@@ -574,6 +607,20 @@ class PostgresStore(BaseStore):
             params,
         )
         return [_CODEC.case_from_row(row) for row in rows]
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """A page in one indexed statement; ``text`` scans each candidate case's events."""
+        statement, params = page_statement(query, now=now, after=after, limit=limit,
+                                           dialect=self._dialect)
+        return [_CODEC.case_from_row(row) for row in self._fetch(statement, params)]
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        statement, params = count_statement(query, now=now, by_assignee=by_assignee,
+                                            dialect=self._dialect)
+        groups = status_of(self._fetch(statement, params))
+        return CaseCounts.from_groups(groups, by_assignee=by_assignee)
 
     def history(self, case_id: str) -> list[Event]:
         # One statement: the existence check and the events share one snapshot.

@@ -124,6 +124,24 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX outbox_pending ON {schema}.outbox (next_attempt_at, created_at)
         WHERE sent_at IS NULL AND failed_at IS NULL;
     """,
+    # Case lists (see storage/sql_query.py): one index per order, and one more with the
+    # assignee in front for the home page, so a page is an index range scan. The id
+    # ends each, in code point order, as it ends each order.
+    """
+    CREATE INDEX cases_by_assignee_opened ON {schema}.cases (assignee, opened_at, id COLLATE "C");
+    CREATE INDEX cases_by_opened ON {schema}.cases (opened_at, id COLLATE "C");
+    CREATE INDEX cases_by_assignee_updated ON {schema}.cases (assignee, updated_at, id COLLATE "C");
+    CREATE INDEX cases_by_updated ON {schema}.cases (updated_at, id COLLATE "C");
+    CREATE INDEX cases_by_assignee_due ON {schema}.cases
+        (assignee, coalesce(due_at, 'infinity'::timestamptz), opened_at, id COLLATE "C");
+    CREATE INDEX cases_by_due ON {schema}.cases
+        (coalesce(due_at, 'infinity'::timestamptz), opened_at, id COLLATE "C");
+    CREATE INDEX cases_by_assignee_priority ON {schema}.cases (assignee, (CASE priority
+        WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END),
+        opened_at, id COLLATE "C");
+    CREATE INDEX cases_by_priority ON {schema}.cases ((CASE priority WHEN 'urgent' THEN 0
+        WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END), opened_at, id COLLATE "C");
+    """,
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

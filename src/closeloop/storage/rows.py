@@ -8,17 +8,17 @@ JSON text; PostgreSQL: ``timestamptz``, ``text[]`` and ``jsonb``). A
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+import attrs
 from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
-from closeloop.errors import CloseLoopError, StoreError
-from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status, trusted
-from closeloop.validate import thaw
+from closeloop.errors import StoreError
+from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status
+from closeloop.validate import MAX_ID_LENGTH, check_id, thaw
 
 __all__ = [
     "CASE_COLUMNS",
@@ -74,35 +74,97 @@ def _same(value: Any) -> Any:
     return value
 
 
-_Decoded = TypeVar("_Decoded")
+#: Column of :data:`CASE_UPDATE_COLUMNS` -> its value for a case, through a codec.
+_UPDATE_VALUE: dict[str, Callable[[RowCodec, Case], Any]] = {
+    "status": lambda codec, case: case.status.value,
+    "assignee": lambda codec, case: case.assignee,
+    "reasons": lambda codec, case: codec.ids_out(case.reasons),
+    "response_ids": lambda codec, case: codec.ids_out(case.response_ids),
+    "priority": lambda codec, case: case.priority.value,
+    "due_at": lambda codec, case: None if case.due_at is None else codec.time_out(case.due_at),
+    "updated_at": lambda codec, case: codec.time_out(case.updated_at),
+    "closed_at": lambda codec, case: (
+        None if case.closed_at is None else codec.time_out(case.closed_at)),
+    "version": lambda codec, case: case.version,
+}
 
 
-def _decoding(
-    what: str,
-) -> Callable[[Callable[[RowCodec, Sequence[Any]], _Decoded]], Callable[[RowCodec, Sequence[Any]], _Decoded]]:
-    """Turn any failure to read a stored row into a StoreError naming what it was.
+_STATUSES = {status.value: status for status in Status}
+_PRIORITIES = {priority.value: priority for priority in Priority}
+#: Decoded lists of ids by their JSON text: reasons repeat across most cases.
+_ID_LISTS: dict[str, tuple[str, ...]] = {}
+_ID_LISTS_KEPT = 4096
 
-    A row damaged behind closeloop's back (a time out of range, broken JSON, an
-    unknown status) must surface as the store's error, never as a raw
-    OverflowError or ValueError from deep inside a conversion.
+
+def _id(field: str, value: Any) -> str:
+    """``value`` if :func:`~closeloop.validate.check_id` accepts it, else ValueError.
+
+    Plain printable ids take the fast path; any other string gets the full check.
+    A printable string has no control character and no lone surrogate.
     """
+    if (type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+            and not value.isspace()):
+        return value
+    if type(value) is not str:  # a str subclass would compare, but is not what was written
+        raise ValueError(f"{field} is a {type(value).__name__}, not a string")
+    return check_id(field, value)
 
-    def wrap(
-        decode: Callable[[RowCodec, Sequence[Any]], _Decoded],
-    ) -> Callable[[RowCodec, Sequence[Any]], _Decoded]:
-        @functools.wraps(decode)
-        def decoded(self: RowCodec, row: Sequence[Any]) -> _Decoded:
-            try:
-                return decode(self, row)
-            except (CloseLoopError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
-                key = row[0] if len(row) else None
-                raise StoreError(
-                    f"a stored {what} row ({key!r}) could not be read: {type(exc).__name__}: {exc}"
-                ) from exc
 
-        return decoded
+#: What decoding a value closeloop never writes raises (InvalidInput is a ValueError).
+_NOT_OURS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
 
-    return wrap
+
+def _corrupt(kind: str, key: Any, exc: Exception) -> StoreError:
+    return StoreError(
+        f"the {kind} row of {key!r} holds a value closeloop never writes ({exc}); "
+        "it was changed outside closeloop or is damaged"
+    )
+
+
+#: The case fields :meth:`RowCodec.case_from_row` decodes, in the order it passes them.
+_DECODED = ("id", "customer_id", "status", "assignee", "reasons", "response_ids", "priority",
+            "due_at", "opened_at", "updated_at", "closed_at", "opened_by", "version")
+_SETTERS = tuple(getattr(Case, name).__set__ for name in _DECODED)
+def _default_of(field: attrs.Attribute[Any]) -> Callable[[], Any]:
+    default: Any = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        factory: Callable[[], Any] = default.factory
+        return factory
+    return lambda: default
+
+
+#: Any field a row does not hold gets its default (the columns may lag the model).
+_REST = tuple(
+    (getattr(Case, f.name).__set__, _default_of(f))
+    for f in attrs.fields(Case) if f.name not in _DECODED
+)
+
+
+def _case(values: tuple[Any, ...]) -> Case:
+    """A Case from checked values in :data:`_DECODED` order, without running validators.
+
+    Unrolled on purpose: a loop over the setters costs twice as much, on every case read.
+    """
+    case: Case = object.__new__(Case)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _SETTERS
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12 = values
+    s0(case, v0)
+    s1(case, v1)
+    s2(case, v2)
+    s3(case, v3)
+    s4(case, v4)
+    s5(case, v5)
+    s6(case, v6)
+    s7(case, v7)
+    s8(case, v8)
+    s9(case, v9)
+    s10(case, v10)
+    s11(case, v11)
+    s12(case, v12)
+    if _REST:
+        for setter, make in _REST:
+            setter(case, make())
+    return case
 
 
 @frozen
@@ -149,22 +211,59 @@ class RowCodec:
             self._optional_out(case.closed_at), case.version,
         )
 
-    @_decoding("case")
-    def case_from_row(self, row: Sequence[Any]) -> Case:
-        """A case from a row of :data:`CASE_COLUMNS`.
+    def case_update_values(self, case: Case, columns: Sequence[str]) -> tuple[Any, ...]:
+        """The values of some of :data:`CASE_UPDATE_COLUMNS`, in the order given.
 
-        The row is one a store wrote from a validated Case, so its fields are not
-        validated again (:func:`~closeloop.model.trusted`): reading a case is on
-        every status change's path. The enums are still parsed, so a row that is
-        not closeloop's fails loudly rather than passing through.
+        For an update that writes only what a change set: the columns it leaves
+        alone are not even converted (the lists would cost a JSON encoding each).
         """
-        return trusted(Case, {
-            "id": row[0], "customer_id": row[1], "status": Status(row[2]), "assignee": row[3],
-            "reasons": tuple(self.ids_in(row[4])), "response_ids": tuple(self.ids_in(row[5])),
-            "priority": Priority(row[6]), "due_at": self._optional_in(row[7]),
-            "opened_at": self.time_in(row[8]), "updated_at": self.time_in(row[9]),
-            "closed_at": self._optional_in(row[10]), "opened_by": row[11], "version": row[12],
-        })
+        return tuple(_UPDATE_VALUE[column](self, case) for column in columns)
+
+    def case_from_row(self, row: Sequence[Any]) -> Case:
+        """A case from a row of :data:`CASE_COLUMNS`; StoreError if the row is not one closeloop wrote.
+
+        Reading cases is on every status change's path and every list, so the row is
+        not passed through the validating constructor again: it is checked with
+        cheap tests that accept exactly what the constructor accepts (the types, the
+        id rules with a fast path for plain printable ids, the enums, the lists, the
+        version, closed_at set exactly when Closed) and the case is built without
+        validators (as :func:`~closeloop.model.trusted` does). A row changed outside
+        closeloop, or damaged, is refused rather than becoming a wrong Case.
+        """
+        try:
+            (case_id, customer_id, status, assignee, reasons, response_ids, priority, due_at,
+             opened_at, updated_at, closed_at, opened_by, version) = row
+            status = _STATUSES[status]
+            closed = self._optional_in(closed_at)
+            if (status is Status.CLOSED) != (closed is not None):
+                raise ValueError("closed_at must be set exactly when the status is closed")
+            if type(version) is not int or version < 1:
+                raise ValueError(f"version {version!r} is not a positive integer")
+            return _case((
+                _id("id", case_id), _id("customer_id", customer_id), status,
+                None if assignee is None else _id("assignee", assignee),
+                self._ids("reasons", reasons), self._ids("response_ids", response_ids),
+                _PRIORITIES[priority], self._optional_in(due_at), self.time_in(opened_at),
+                self.time_in(updated_at), closed, _id("opened_by", opened_by), version,
+            ))
+        except _NOT_OURS as exc:
+            raise _corrupt("case", row[0], exc) from exc
+
+    def _ids(self, field: str, value: Any) -> tuple[str, ...]:
+        """A list of ids from its column value, checked; repeated JSON texts are decoded once."""
+        if type(value) is str:
+            known = _ID_LISTS.get(value)
+            if known is not None:
+                return known
+        items = self.ids_in(value)
+        if type(items) is not list:
+            raise ValueError(f"{field} is not a list")
+        ids = tuple(_id(field, item) for item in items)
+        if type(value) is str:
+            if len(_ID_LISTS) >= _ID_LISTS_KEPT:
+                _ID_LISTS.clear()
+            _ID_LISTS[value] = ids
+        return ids
 
     def event_row(self, event: Event) -> tuple[Any, ...]:
         """All of :data:`EVENT_COLUMNS`, in order."""
@@ -173,13 +272,15 @@ class RowCodec:
             event.comment, event.via, self.data_out(event_extra(event)),
         )
 
-    @_decoding("event")
     def event_from_row(self, row: Sequence[Any]) -> Event:
         """An event from a row of :data:`EVENT_COLUMNS`."""
-        data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
-        data["at"] = self.time_in(row[3])
-        data.update(self.data_in(row[7]))
-        return structure_event(data)
+        try:
+            data = dict(zip(_EVENT_COMMON, row[:7], strict=True))
+            data["at"] = self.time_in(row[3])
+            data.update(self.data_in(row[7]))
+            return structure_event(data)
+        except _NOT_OURS as exc:
+            raise _corrupt("event", row[1], exc) from exc
 
     def notice_row(self, notice: Notice) -> tuple[Any, ...]:
         """All of :data:`NOTICE_COLUMNS`, in order."""
@@ -192,17 +293,19 @@ class RowCodec:
             self._optional_out(notice.failed_at),
         )
 
-    @_decoding("notice")
     def notice_from_row(self, row: Sequence[Any]) -> Notice:
         """A notice from a row of :data:`NOTICE_COLUMNS`."""
-        return Notice(
-            id=row[0], case_id=row[1], kind=row[2], to=row[3], subject=row[4], text=row[5],
-            html=row[6], created_at=self.time_in(row[7]), next_attempt_at=self.time_in(row[8]),
-            attempts=row[9], last_error=row[10], sent_at=self._optional_in(row[11]),
-            channel=row[12], message_id=row[13],
-            content=None if row[14] is None else self.data_in(row[14]),
-            failed_at=self._optional_in(row[15]),
-        )
+        try:
+            return Notice(
+                id=row[0], case_id=row[1], kind=row[2], to=row[3], subject=row[4], text=row[5],
+                html=row[6], created_at=self.time_in(row[7]),
+                next_attempt_at=self.time_in(row[8]), attempts=row[9], last_error=row[10],
+                sent_at=self._optional_in(row[11]), channel=row[12], message_id=row[13],
+                content=None if row[14] is None else self.data_in(row[14]),
+                failed_at=self._optional_in(row[15]),
+            )
+        except _NOT_OURS as exc:
+            raise _corrupt("notice", row[0], exc) from exc
 
     def response_row(self, record: ResponseRecord) -> tuple[Any, ...]:
         """All of :data:`RESPONSE_COLUMNS`, in order."""
@@ -211,14 +314,16 @@ class RowCodec:
             self.time_out(record.submitted_at), self.time_out(record.received_at), record.content,
         )
 
-    @_decoding("response")
     def response_from_row(self, row: Sequence[Any]) -> ResponseRecord:
         """A response record from a row of :data:`RESPONSE_COLUMNS`."""
-        return ResponseRecord(
-            response_id=row[0], customer_id=row[1], outcome=row[2], case_id=row[3],
-            score=row[4], submitted_at=self.time_in(row[5]), received_at=self.time_in(row[6]),
-            content=row[7],
-        )
+        try:
+            return ResponseRecord(
+                response_id=row[0], customer_id=row[1], outcome=row[2], case_id=row[3],
+                score=row[4], submitted_at=self.time_in(row[5]), received_at=self.time_in(row[6]),
+                content=row[7],
+            )
+        except _NOT_OURS as exc:
+            raise _corrupt("response", row[0], exc) from exc
 
     @staticmethod
     def response_update_row(old: ResponseRecord, new: ResponseRecord) -> tuple[Any, ...]:

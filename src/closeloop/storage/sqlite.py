@@ -9,7 +9,11 @@ How it keeps the :class:`~closeloop.storage.Store` contract:
 - WAL journal, so readers never block the writer; ``busy_timeout`` makes a
   writer wait for the lock instead of failing at once;
 - each thread gets its own connection (and a forked child opens fresh ones);
-- the schema is versioned with ``PRAGMA user_version`` and migrated on open.
+- the schema is versioned with ``PRAGMA user_version`` and migrated on open;
+- a page of a case list (``find_page``) is one statement walking the index of its
+  order from the cursor; its ``text`` filter reads the events of each case that
+  passes the other filters (through their primary key), so it is cheap with an
+  assignee or status filter and slower alone over many cases (no full-text index).
 
 Times are stored as integer microseconds since the Unix epoch (UTC), so SQL can
 compute with them.
@@ -37,6 +41,7 @@ from closeloop.errors import (
     TokenUsed,
 )
 from closeloop.model import Case, Event, Notice, ResponseRecord, Status
+from closeloop.query import CaseCounts, CaseQuery, Position, ascii_lower
 from closeloop.reporting import Report, ReportQuery
 from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.storage.base_store import BaseStore
@@ -48,6 +53,13 @@ from closeloop.storage.rows import (
     case_filters,
 )
 from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
+from closeloop.storage.sql_query import (
+    Dialect,
+    count_statement,
+    overdue_sql,
+    page_statement,
+    status_of,
+)
 from closeloop.storage.sqlite_report import report_from_sqlite
 from closeloop.storage.sqlite_rows import (
     CODEC,
@@ -71,19 +83,40 @@ _ALWAYS_UPDATED = frozenset({"updated_at", "version"})
 
 
 @functools.lru_cache(maxsize=256)
-def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[int, ...]]:
+def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[str, ...]]:
     """The UPDATE for the columns ``fields`` names (plus updated_at and version), and
-    which positions of :meth:`RowCodec.case_update_row` it takes.
+    those columns, in the statement's order.
 
     Setting a column to its own value still costs SQLite an update of every index on
     it, so a status change does not rewrite the assignee or due-date indexes.
     """
-    positions = tuple(index for index, column in enumerate(CASE_UPDATE_COLUMNS)
-                      if column in fields or column in _ALWAYS_UPDATED)
-    columns = ", ".join(f"{CASE_UPDATE_COLUMNS[index]} = ?" for index in positions)
-    return f"UPDATE cases SET {columns} WHERE id = ? AND version = ?", positions
+    columns = tuple(column for column in CASE_UPDATE_COLUMNS
+                    if column in fields or column in _ALWAYS_UPDATED)
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return f"UPDATE cases SET {assignments} WHERE id = ? AND version = ?", columns
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+#: Where ``due_order`` puts a case without a due date: after every real one.
+_NO_DUE_DATE = 2**63 - 1
+#: How SQLite says the parts of a case query (see storage/sql_query.py). The due and
+#: priority orders use the generated columns due_order and urgency; the updated order
+#: has no index (see the migration) and is sorted; comments are lowered by a Python
+#: function (SQLite's own lower() changes with an ICU build); a unary + keeps a status
+#: list from choosing the index over the order's (SQLite keeps no statistics).
+_DIALECT = Dialect(
+    cases="cases", events="events", placeholder="?", time=to_micros, id_key="id",
+    due_key="due_order", due_position="?",
+    due_param=lambda due: _NO_DUE_DATE if due is None else to_micros(due),
+    urgency_key="urgency",
+    has_reason="EXISTS (SELECT 1 FROM json_each(c.reasons) WHERE value = ?)",
+    comment_contains="instr(closeloop_ascii_lower(e.comment), ?) > 0",
+    not_leading="+{}", sorted_orders=frozenset({"updated"}),
+)
+
+
+def _ascii_lower(text: str | None) -> str | None:
+    return None if text is None else ascii_lower(text)
 
 
 class SQLiteStore(BaseStore):
@@ -142,6 +175,7 @@ class SQLiteStore(BaseStore):
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = ON")
+                conn.create_function("closeloop_ascii_lower", 1, _ascii_lower, deterministic=True)
             except BaseException:
                 conn.close()
                 raise
@@ -259,11 +293,11 @@ class SQLiteStore(BaseStore):
         else:
             # customer_id, opened_at and opened_by never change after opening;
             # leaving them out spares SQLite the customer index on every update.
-            values = CODEC.case_update_row(case)
-            statement = _UPDATE_CASE
-            if change.fields is not None:
-                statement, positions = _narrow_update(change.fields)
-                values = tuple(values[index] for index in positions)
+            if change.fields is None:
+                statement, values = _UPDATE_CASE, CODEC.case_update_row(case)
+            else:
+                statement, columns = _narrow_update(change.fields)
+                values = CODEC.case_update_values(case, columns)
             updated = conn.execute(
                 statement, (*values, case.id, change.expected_version)
             ).rowcount
@@ -276,10 +310,11 @@ class SQLiteStore(BaseStore):
             f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [CODEC.event_row(event) for event in change.events],
         )
-        conn.executemany(
-            f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-            [CODEC.notice_row(notice) for notice in change.notices],
-        )
+        if change.notices:  # most changes have none: spare the call
+            conn.executemany(
+                f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                [CODEC.notice_row(notice) for notice in change.notices],
+            )
         if change.responses:
             for record in change.responses:  # one by one, to name the one already taken
                 try:
@@ -307,7 +342,7 @@ class SQLiteStore(BaseStore):
                 self._connection()
                 .execute(
                     f"SELECT {CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
-                    "AND (due_at <= ? OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
+                    f"AND ({overdue_sql('?')} OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
                     "AS e WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= ?) "
                     "ORDER BY opened_at, rowid LIMIT ?",
                     (to_micros(now), untouched, to_micros(quiet_since), limit),
@@ -416,6 +451,23 @@ class SQLiteStore(BaseStore):
                 .fetchall()
             )
         return [CODEC.case_from_row(row) for row in rows]
+
+    def find_page(
+        self, query: CaseQuery, *, now: datetime, after: Position | None, limit: int
+    ) -> list[Case]:
+        """A page in one indexed statement; ``text`` scans each candidate case's events."""
+        statement, params = page_statement(query, now=now, after=after, limit=limit,
+                                           dialect=_DIALECT)
+        with _translated("reading"):
+            rows = self._connection().execute(statement, params).fetchall()
+        return [CODEC.case_from_row(row) for row in rows]
+
+    def count_cases(self, query: CaseQuery, *, now: datetime, by_assignee: bool) -> CaseCounts:
+        statement, params = count_statement(query, now=now, by_assignee=by_assignee,
+                                            dialect=_DIALECT)
+        with _translated("counting"):
+            rows = self._connection().execute(statement, params).fetchall()
+        return CaseCounts.from_groups(status_of(rows), by_assignee=by_assignee)
 
     def history(self, case_id: str) -> list[Event]:
         with _translated("reading"):

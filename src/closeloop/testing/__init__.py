@@ -3,6 +3,8 @@
 - :class:`StoreContract`: the store contract as a pytest test class. Subclass it and
   provide a ``store`` fixture to check your own :class:`~closeloop.storage.Store`
   (:class:`ReportContract`, the report rules, is part of it).
+- :class:`CorruptedRowContract`: for a store that decodes rows, mixed in beside
+  :class:`StoreContract`: a damaged row is a ``StoreError``, never a wrong Case.
 - :class:`NotifierContract`: the same for a :class:`~closeloop.notify.Notifier`.
 - :class:`FixedClock`: a clock you set and advance, so expiry and SLA logic can be
   tested without sleeping.
@@ -39,6 +41,7 @@ from closeloop.testing.clock import FixedClock
 
 if TYPE_CHECKING:
     from closeloop.testing.notifier_contract import NotifierContract
+    from closeloop.testing.query_contract import CorruptedRowContract
     from closeloop.testing.report_contract import ReportContract, report_fields
     from closeloop.testing.store_contract import (
         StoreContract,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CorruptedRowContract",
     "FixedClock",
     "NotifierContract",
     "ReportContract",
@@ -63,6 +67,7 @@ __all__ = [
 
 #: Names imported on first use, by the module that defines them.
 _LAZY = {
+    "CorruptedRowContract": "closeloop.testing.query_contract",
     "NotifierContract": "closeloop.testing.notifier_contract",
     "ReportContract": "closeloop.testing.report_contract",
     "report_fields": "closeloop.testing.report_contract",

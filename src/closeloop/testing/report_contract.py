@@ -301,7 +301,9 @@ class ReportContract:
         deadline=None,
         # The store fixture is built once per test, not per example: each example
         # works in a time window, with customers and ids of its own (see below).
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        # Each subclass runs it on its own store: several executors are the point.
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                               HealthCheck.differing_executors],
     )
     @given(data=st.data())
     def test_report_matches_the_reference_on_generated_histories(

@@ -29,6 +29,7 @@ from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
 from closeloop.testing.outbox_contract import OutboxContract
+from closeloop.testing.query_contract import QueryContract
 from closeloop.testing.report_contract import ReportContract
 from closeloop.testing.response_update_contract import ResponseUpdateContract
 
@@ -94,7 +95,7 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract(ResponseUpdateContract, OutboxContract, ReportContract):
+class StoreContract(ResponseUpdateContract, OutboxContract, ReportContract, QueryContract):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.
