@@ -52,6 +52,7 @@ from closeloop.storage.postgres_report import report_from_postgres
 from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
 from closeloop.storage.rows import (
     CASE_COLUMNS,
+    CASE_PLACEHOLDERS,
     CASE_UPDATE_COLUMNS,
     EVENT_COLUMNS,
     NOTICE_COLUMNS,
@@ -78,7 +79,8 @@ INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "clo
 
 #: Which cases are due for escalation (see Store.escalation_candidates).
 _DUE = (
-    "c.status <> 'closed' AND (c.due_at <= %(now)s OR c.updated_at <= %(untouched_before)s) "
+    "c.status <> 'closed' AND ((c.due_at <= %(now)s AND c.paused_at IS NULL) "
+    "OR c.updated_at <= %(untouched_before)s) "
     "AND NOT EXISTS (SELECT 1 FROM {s}.events AS e WHERE e.case_id = c.id "
     "AND e.kind = 'escalated' AND e.at >= %(quiet_since)s)"
 )
@@ -94,7 +96,7 @@ _SQL = {
     "active_cases": "SELECT customer_id, id, version FROM {s}.cases WHERE customer_id = ANY(%s) "
                     "AND status <> 'closed' ORDER BY created_seq",
     "insert_case": f"INSERT INTO {{s}}.cases ({CASE_COLUMNS}) VALUES "
-                   "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                   f"({CASE_PLACEHOLDERS.replace('?', '%s')}) "
                    "ON CONFLICT (id) DO NOTHING RETURNING id",
     # customer_id, opened_at and opened_by never change after opening (see Change).
     "update_case": "UPDATE {s}.cases SET "

@@ -19,6 +19,7 @@ from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Statu
 
 __all__ = [
     "CASE_COLUMNS",
+    "CASE_PLACEHOLDERS",
     "EVENT_COLUMNS",
     "NOTICE_COLUMNS",
     "RESPONSE_COLUMNS",
@@ -28,12 +29,14 @@ __all__ = [
 
 CASE_COLUMNS = (
     "id, customer_id, status, assignee, reasons, response_ids, priority, due_at, "
-    "opened_at, updated_at, closed_at, opened_by, version"
+    "opened_at, updated_at, closed_at, opened_by, version, custom_status, close_reason, paused_at"
 )
+#: One placeholder per column of :data:`CASE_COLUMNS` (``?``; a store swaps in its own).
+CASE_PLACEHOLDERS = ", ".join("?" for _ in CASE_COLUMNS.split(","))
 #: The columns an update may change: customer_id, opened_at and opened_by never do.
 CASE_UPDATE_COLUMNS = (
     "status", "assignee", "reasons", "response_ids", "priority", "due_at", "updated_at",
-    "closed_at", "version",
+    "closed_at", "version", "custom_status", "close_reason", "paused_at",
 )
 EVENT_COLUMNS = "kind, case_id, actor, at, seq, comment, via, data"
 _EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
@@ -101,7 +104,7 @@ class RowCodec:
             self.ids_out(case.reasons), self.ids_out(case.response_ids), case.priority.value,
             self._optional_out(case.due_at), self.time_out(case.opened_at),
             self.time_out(case.updated_at), self._optional_out(case.closed_at),
-            case.opened_by, case.version,
+            case.opened_by, case.version, *self._workflow_out(case),
         )
 
     def case_update_row(self, case: Case) -> tuple[Any, ...]:
@@ -110,8 +113,14 @@ class RowCodec:
             case.status.value, case.assignee, self.ids_out(case.reasons),
             self.ids_out(case.response_ids), case.priority.value,
             self._optional_out(case.due_at), self.time_out(case.updated_at),
-            self._optional_out(case.closed_at), case.version,
+            self._optional_out(case.closed_at), case.version, *self._workflow_out(case),
         )
+
+    def _workflow_out(self, case: Case) -> tuple[Any, Any, Any]:
+        # custom_status is NULL when it is the category's own name (every case of the
+        # standard workflow), so rows written before the column existed read the same.
+        custom = None if case.custom_status == case.status.value else case.custom_status
+        return custom, case.close_reason, self._optional_out(case.paused_at)
 
     def case_from_row(self, row: Sequence[Any]) -> Case:
         """A case from a row of :data:`CASE_COLUMNS`.
@@ -127,6 +136,8 @@ class RowCodec:
             "priority": Priority(row[6]), "due_at": self._optional_in(row[7]),
             "opened_at": self.time_in(row[8]), "updated_at": self.time_in(row[9]),
             "closed_at": self._optional_in(row[10]), "opened_by": row[11], "version": row[12],
+            "custom_status": row[13] or row[2], "close_reason": row[14],
+            "paused_at": self._optional_in(row[15]),
         })
 
     def event_row(self, event: Event) -> tuple[Any, ...]:

@@ -42,6 +42,7 @@ from closeloop.storage.base import Change
 from closeloop.storage.base_store import BaseStore
 from closeloop.storage.rows import (
     CASE_COLUMNS,
+    CASE_PLACEHOLDERS,
     CASE_UPDATE_COLUMNS,
     EVENT_COLUMNS,
     NOTICE_COLUMNS,
@@ -245,8 +246,7 @@ class SQLiteStore(BaseStore):
         if change.expected_version is None:
             try:
                 conn.execute(
-                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({CASE_PLACEHOLDERS})",
                     CODEC.case_row(case),
                 )
             except sqlite3.IntegrityError:
@@ -302,7 +302,9 @@ class SQLiteStore(BaseStore):
                 self._connection()
                 .execute(
                     f"SELECT {CASE_COLUMNS} FROM cases AS c WHERE status != 'closed' "
-                    "AND (due_at <= ? OR updated_at <= ?) AND NOT EXISTS (SELECT 1 FROM events "
+                    # is_overdue: due, not Closed, not paused
+                    "AND ((due_at <= ? AND paused_at IS NULL) OR updated_at <= ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM events "
                     "AS e WHERE e.case_id = c.id AND e.kind = 'escalated' AND e.at >= ?) "
                     "ORDER BY opened_at, rowid LIMIT ?",
                     (to_micros(now), untouched, to_micros(quiet_since), limit),

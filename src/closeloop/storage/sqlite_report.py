@@ -45,6 +45,7 @@ from closeloop.reporting import (
     Report,
     ReportQuery,
     assemble_report,
+    durations,
     nearest_rank,
     summarise,
 )
@@ -69,6 +70,13 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
             conn, _TIME_TO_FIRST_ACTION, where, params, groups.first_action
         )
         medians = _close_medians(conn, where, params, groups.closed_by_assignee)
+        by_close_reason = {
+            reason: _durations(conn, _TIME_TO_CLOSE_BY_REASON, where,
+                               {**params, "close_reason": reason}, totals)
+            for reason, totals in groups.by_close_reason.items()
+        }
+        time_in_status = _time_in_status(conn, where, params)
+        business = _business_times(conn, where, params, query)
         recovery = _recovery(conn, where, params)
     except BaseException:
         if conn.in_transaction:  # never mask the real error with a failing COMMIT
@@ -89,6 +97,11 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
         closed_with_due=groups.closed_with_due,
         aging=groups.aging,
         recovery=recovery,
+        custom_status_counts=groups.custom_status_counts,
+        by_close_reason=by_close_reason,
+        time_in_status=time_in_status,
+        business_time_to_first_action=business[0],
+        business_time_to_close=business[1],
     )
 
 
@@ -129,14 +142,14 @@ def _sum(duration: str, split: bool) -> str:
 # something (overdue and aging for groups that are not Closed, the rest for Closed
 # ones): a FILTER per status would cost more than the counts it saves.
 _GROUPS = """
-    SELECT c.assignee, c.reasons, c.status, count(*),
-        count(*) FILTER (WHERE c.due_at <= :now), count(c.due_at),
+    SELECT c.assignee, c.reasons, c.status, c.custom_status, c.close_reason, count(*),
+        count(*) FILTER (WHERE c.due_at <= :now AND c.paused_at IS NULL), count(c.due_at),
         count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
         count(c.first_action_at), {first_action_sum},
         {younger}
     FROM cases AS c INDEXED BY cases_report
     WHERE {where}
-    GROUP BY c.assignee, c.reasons, c.status
+    GROUP BY c.assignee, c.reasons, c.status, c.custom_status, c.close_reason
 """
 
 
@@ -174,10 +187,17 @@ class _Groups:
         self.close = [0, 0]  # count, total µs
         self.first_action = [0, 0]
         self.aging = [0] * len(AGE_BUCKETS)
-        for assignee, reasons, status_value, count, late, with_due, in_time, *rest in rows:
+        self.custom_status_counts: Counter[str] = Counter()
+        self.by_close_reason: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for assignee, reasons, status_value, custom, close_reason, count, *rest in rows:
+            late, with_due, in_time, close_s, close_us, acted, act_s, act_us, *younger = rest
             status = Status(status_value)
-            close_s, close_us, acted, act_s, act_us, *younger = rest
             self.status_counts[status] += count
+            self.custom_status_counts[custom or status_value] += count
+            if close_reason is not None and status is Status.CLOSED:
+                totals = self.by_close_reason[close_reason]
+                totals[0] += count
+                totals[1] += _micros(close_s, close_us)
             if assignee is None:
                 self.unassigned += count
             else:
@@ -203,6 +223,11 @@ class _Groups:
 
 # (duration expression, the condition that it exists, the index ordered by it)
 _TIME_TO_CLOSE = ("c.closed_at - c.opened_at", "c.closed_at IS NOT NULL", "cases_time_to_close")
+_TIME_TO_CLOSE_BY_REASON = (
+    "c.closed_at - c.opened_at",
+    "c.close_reason = :close_reason AND c.closed_at IS NOT NULL",
+    "cases_time_to_close_by_reason",
+)
 _TIME_TO_FIRST_ACTION = (
     "c.first_action_at - c.opened_at",
     "c.first_action_at IS NOT NULL",
@@ -251,6 +276,67 @@ def _close_medians(
                 {**params, "median_of": name, "offset": nearest_rank(count, 50) - 1},
             ).fetchone()
     return medians
+
+
+def _time_in_status(
+    conn: sqlite3.Connection, where: str, params: dict[str, Any]
+) -> dict[str, Durations]:
+    """Per status, the ended stays in it (``status_stints``, written by a trigger).
+
+    Without a filter, counts, sums and ranks all come from the covering index
+    ``status_stints_by_status``; with one, each stay is joined to its case.
+    """
+    join = "" if where == "1" else " JOIN cases AS c ON c.id = s.case_id"
+    filtered = "" if where == "1" else f" AND {where}"
+    found: dict[str, Durations] = {}
+    for split in (False, True):
+        try:
+            rows = conn.execute(
+                f"SELECT s.status, count(*), {_sum('s.took', split)} FROM status_stints AS s "
+                f"INDEXED BY status_stints_by_status{join} WHERE 1{filtered} GROUP BY s.status",
+                params,
+            ).fetchall()
+            break
+        except sqlite3.OperationalError as exc:
+            if split or "integer overflow" not in str(exc):
+                raise
+    for status, count, seconds, micros in rows:
+        median, p90 = (
+            conn.execute(
+                f"SELECT s.took FROM status_stints AS s INDEXED BY status_stints_by_status{join} "
+                f"WHERE s.status = :stint_status{filtered} ORDER BY s.took LIMIT 1 OFFSET :offset",
+                {**params, "stint_status": status, "offset": nearest_rank(count, percent) - 1},
+            ).fetchone()[0]
+            for percent in (50, 90)
+        )
+        found[status] = summarise(count, _micros(seconds, micros), median, p90)
+    return found
+
+
+def _business_times(
+    conn: sqlite3.Connection, where: str, params: dict[str, Any], query: ReportQuery
+) -> tuple[Durations | None, Durations | None]:
+    """Time to first action and to close in the query's business hours (None without them).
+
+    Business time depends on the calendar's zone and holidays, which SQL does not
+    know, so the three times of each case that has either come out in one pass
+    and the calendar measures them.
+    """
+    calendar = query.calendar
+    if calendar is None:
+        return None, None
+    first: list[int] = []
+    close: list[int] = []
+    for opened, acted, closed in conn.execute(
+        "SELECT c.opened_at, c.first_action_at, c.closed_at FROM cases AS c "
+        f"WHERE (c.first_action_at IS NOT NULL OR c.closed_at IS NOT NULL) AND {where}",
+        params,
+    ):
+        if acted is not None:
+            first.append(calendar.between_us(opened, acted))
+        if closed is not None:
+            close.append(calendar.between_us(opened, closed))
+    return durations(first), durations(close)
 
 
 # Each customer's latest close, then their first response after it; only for those
