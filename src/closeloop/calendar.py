@@ -161,6 +161,15 @@ class BusinessHours:
         except InvalidInput as exc:
             raise InvalidInput(f"{path}.{exc.field}", exc.value, exc.reason) from None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` reads back: zone, hours and the holiday dates.
+
+        A holiday calendar (a mapping such as a ``holidays`` package calendar) is not
+        plain data and is left out; only the dates given as a list are kept.
+        """
+        return {"timezone": self.timezone.key, "hours": self._hours_text,
+                "holidays": [day.isoformat() for day in sorted(self._fixed_holidays)]}
+
     # -- the arithmetic -------------------------------------------------------------
 
     def between(self, start: datetime, end: datetime) -> timedelta:
