@@ -27,6 +27,7 @@ from closeloop.model import (
 )
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
+from closeloop.testing.workflow_contract import WorkflowStoreContract
 
 __all__ = ["StoreContract", "make_case", "make_notice", "opened_change"]
 
@@ -90,7 +91,7 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract:
+class StoreContract(WorkflowStoreContract):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.
