@@ -12,23 +12,7 @@ from statemachine.exceptions import TransitionNotAllowed as MachineRefused
 
 from closeloop import CommentPolicy, CommentRequired, InvalidInput, Status, TransitionNotAllowed
 from closeloop.workflow import DEFAULT_WORKFLOW, KINDS, TRANSITIONS, Workflow, WorkflowStatus
-
-#: The issue's example, as written.
-EXAMPLE: dict[str, Any] = {
-    "statuses": [
-        {"name": "open", "category": "open"},
-        {"name": "progress", "category": "progress"},
-        {"name": "waiting", "label": "Waiting on customer", "category": "progress", "pauses_sla": True},
-        {"name": "closed", "category": "closed"},
-    ],
-    "transitions": {
-        "open": ["progress", "waiting", "closed"],
-        "progress": ["open", "waiting", "closed"],
-        "waiting": ["progress", "closed"],
-        "closed": ["open"],
-    },
-    "close_reasons": ["solved", "no-response"],
-}
+from workflow_apps import EXAMPLE  # tests/ is on sys.path
 
 
 class _Holder:
