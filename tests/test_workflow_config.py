@@ -263,3 +263,22 @@ def test_generated_machine_agrees_with_its_derived_table(
         assert allowed == transitions.get(status.name, [])
         for target in allowed:
             assert workflow.kind(status.name, target) is not None
+
+
+def test_the_toml_example_in_the_docs_loads() -> None:
+    """docs/workflow.md's TOML example builds the workflow and calendar it describes."""
+    from pathlib import Path
+
+    from closeloop.calendar import BusinessHours
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "workflow.md").read_text()
+    (example,) = [block.split("```", 1)[0] for block in page.split("```toml\n")[1:]]
+    config = tomllib.loads(example)
+    workflow = Workflow.from_dict(config["workflow"])
+    assert workflow.close_reasons == ("solved", "no-response", "duplicate")
+    assert workflow.pausing == {"waiting"}
+    assert workflow.status("waiting").label == "Waiting on customer"
+    hours = BusinessHours.from_dict(config["calendar"])
+    assert hours.hours == "Mon-Fri 09:00-12:30, 13:00-17:30"
+    assert hours == BusinessHours("Europe/Amsterdam", "Mon-Fri 09:00-12:30, 13:00-17:30",
+                                  holidays=["2026-04-06", "2026-12-25"])
