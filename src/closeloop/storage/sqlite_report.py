@@ -15,8 +15,14 @@ that the reporting migration creates:
   that streams through the covering index ``cases_report`` in its own order.
 - **Percentiles** (nearest rank): ``ORDER BY duration LIMIT 1 OFFSET rank - 1``
   walks the expression index ``cases_time_to_close`` (or
-  ``cases_time_to_first_action``) to the rank; per assignee, one such walk in
-  ``cases_time_to_close_by_assignee``.
+  ``cases_time_to_first_action``) to the rank, from the nearer end (the p90
+  from the top); per assignee, one such walk in
+  ``cases_time_to_close_by_assignee``, and per close reason two in
+  ``cases_time_to_close_by_reason``.
+- **Time in each status** comes from ``status_stints``, one row per status
+  change (how long the case had been in the status it left), which a trigger
+  writes with the event: counts, sums and two walks per status in
+  ``status_stints_by_status``.
 - **Time to first action** reads ``cases.first_action_at``, which a trigger sets
   when the first qualifying event is written.
 - **Means** are exact: durations are summed in integer microseconds per group;
@@ -235,15 +241,28 @@ _TIME_TO_FIRST_ACTION = (
 )
 
 
+def _walk(rank: int, count: int) -> tuple[str, int]:
+    """The direction and OFFSET that reach ``rank`` (1-based, ascending) of ``count`` values.
+
+    An index walk costs one step per row skipped, so a rank in the upper half (the
+    p90) is reached from the top: the value at rank ``r`` ascending is the one at
+    rank ``count - r + 1`` descending, ties included.
+    """
+    if rank > count // 2:
+        return "DESC", count - rank
+    return "", rank - 1
+
+
 def _at_rank(
     conn: sqlite3.Connection, source: tuple[str, str, str], where: str, params: dict[str, Any],
-    rank: int,
+    rank: int, count: int,
 ) -> int:
     duration, exists, index = source
+    direction, offset = _walk(rank, count)
     (value,) = conn.execute(
         f"SELECT {duration} FROM cases AS c INDEXED BY {index} WHERE {exists} AND {where} "
-        f"ORDER BY {duration} LIMIT 1 OFFSET :offset",
-        {**params, "offset": rank - 1},
+        f"ORDER BY {duration} {direction} LIMIT 1 OFFSET :offset",
+        {**params, "offset": offset},
     ).fetchone()
     return int(value)
 
@@ -256,7 +275,8 @@ def _durations(
     if count == 0:
         return Durations(count=0)
     median, p90 = (
-        _at_rank(conn, source, where, params, nearest_rank(count, percent)) for percent in (50, 90)
+        _at_rank(conn, source, where, params, nearest_rank(count, percent), count)
+        for percent in (50, 90)
     )
     return summarise(count, total_us, median, p90)
 
@@ -301,13 +321,15 @@ def _time_in_status(
             if split or "integer overflow" not in str(exc):
                 raise
     for status, count, seconds, micros in rows:
+        walks = (_walk(nearest_rank(count, percent), count) for percent in (50, 90))
         median, p90 = (
             conn.execute(
                 f"SELECT s.took FROM status_stints AS s INDEXED BY status_stints_by_status{join} "
-                f"WHERE s.status = :stint_status{filtered} ORDER BY s.took LIMIT 1 OFFSET :offset",
-                {**params, "stint_status": status, "offset": nearest_rank(count, percent) - 1},
+                f"WHERE s.status = :stint_status{filtered} ORDER BY s.took {direction} "
+                "LIMIT 1 OFFSET :offset",
+                {**params, "stint_status": status, "offset": offset},
             ).fetchone()[0]
-            for percent in (50, 90)
+            for direction, offset in walks
         )
         found[status] = summarise(count, _micros(seconds, micros), median, p90)
     return found
