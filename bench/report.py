@@ -45,6 +45,7 @@ from bench.common import Row, peak_traced_kib
 from closeloop import CloseLoop
 from closeloop.storage import SQLiteStore
 from closeloop.storage.sqlite import to_micros
+from closeloop.storage.sqlite_rows import FILL_STATUS_STINTS
 from closeloop.testing import FixedClock
 
 __all__ = ["build", "run"]
@@ -150,8 +151,9 @@ def build(path: Path, cases: int) -> None:
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB, for the build only
-        # The trigger that keeps first_action_at is dropped too: the cases are inserted
-        # with the value it would set (tests/test_reporting.py checks the trigger itself).
+        # The triggers that keep first_action_at and status_stints are dropped too: the
+        # cases are inserted with the value the first would set, and the stays in each
+        # status are filled in after the events (the tests check the triggers themselves).
         schema = conn.execute(
             "SELECT type, name, sql FROM sqlite_master "
             "WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"
@@ -163,6 +165,7 @@ def build(path: Path, cases: int) -> None:
         conn.execute(_CASES, {"cases": cases, "start": to_micros(START), "step": step,
                               "customers": max(1, cases // 3)})
         conn.execute(_EVENTS)
+        conn.execute(FILL_STATUS_STINTS)  # what the dropped cases_status_stint trigger writes
         conn.execute(_RESPONSES)
         for _, _, sql in schema:
             conn.execute(sql)

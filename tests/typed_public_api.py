@@ -6,7 +6,7 @@ Not run; .ci/run type-checks it so a renamed or retyped public name fails CI.
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from closeloop import (
     UNASSIGNED,
@@ -27,6 +27,7 @@ from closeloop import (
     TokenUsed,
     TransitionNotAllowed,
 )
+from closeloop.calendar import BusinessHours
 from closeloop.model import Case, Event
 from closeloop.notify import (
     CASE_EVENTS,
@@ -47,6 +48,7 @@ from closeloop.reporting import Report
 from closeloop.storage import MemoryStore, SQLiteStore
 from closeloop.triggers import Trigger, contact_requested, nps_between
 from closeloop.worker import WorkerStats
+from closeloop.workflow import Workflow, WorkflowStatus
 
 ERRORS: tuple[type[CloseLoopError], ...] = (
     CaseNotFound, TransitionNotAllowed, CommentRequired, ConcurrentUpdate, InvalidInput,
@@ -159,3 +161,27 @@ def lists(loop: CloseLoop) -> None:
     per_status: int = counts.by_status[Status.OPEN] + counts.total
     nobodys: int = counts.by_assignee[None][Status.OPEN]
     print(cases, per_status, nobodys)
+
+
+def team_workflow() -> None:
+    """A team's workflow, close reasons and business hours (issue 13's public names)."""
+    workflow = Workflow.from_dict({
+        "statuses": [{"name": "open", "category": "open"},
+                     {"name": "waiting", "category": "progress", "pauses_sla": True},
+                     {"name": "closed", "category": "closed"}],
+        "transitions": {"open": ["waiting", "closed"], "waiting": ["closed"], "closed": ["open"]},
+        "close_reasons": ["solved"],
+    })
+    hours = BusinessHours("Europe/Amsterdam", "Mon-Fri 09:00-17:00", holidays=[date(2026, 4, 6)])
+    loop = CloseLoop(workflow=workflow, calendar=hours)
+    case = loop.open_case("c-1", by="agent")
+    waiting: Case = loop.set_status(case.id, "waiting", by="alice")
+    name: str = waiting.custom_status
+    closed = loop.set_status(case.id, Status.CLOSED, by="alice", comment="Done",
+                             close_reason="solved")
+    reason: str | None = closed.close_reason
+    due: datetime = hours.add(closed.opened_at, timedelta(hours=4))
+    spent: timedelta = hours.between(closed.opened_at, due)
+    per_status: int = loop.report().custom_status_counts["waiting"]
+    allowed: tuple[WorkflowStatus, ...] = workflow.allowed("open")
+    print(name, reason, spent, per_status, allowed)

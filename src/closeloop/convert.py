@@ -25,6 +25,7 @@ import attrs
 import cattrs
 from cattrs.v import format_exception, transform_error
 
+from closeloop.calendar import BusinessHours
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.model import EVENT_TYPES, Event, Priority, Status
 from closeloop.validate import MAX_DURATION, FrozenDict, check_score, stored_datetime, thaw
@@ -88,6 +89,9 @@ converter.register_unstructure_hook(Status, lambda value: value.value)
 converter.register_unstructure_hook(Priority, lambda value: value.value)
 converter.register_structure_hook(Status, lambda value, _: Status.parse(value))
 converter.register_structure_hook(Priority, lambda value, _: Priority.parse(value))
+# A report's calendar as its zone, hours and holiday dates (see BusinessHours.to_dict).
+converter.register_unstructure_hook(BusinessHours, BusinessHours.to_dict)
+converter.register_structure_hook(BusinessHours, lambda value, _: BusinessHours.from_dict(value))
 # Frozen answers go out as plain JSON data (dicts and lists).
 converter.register_unstructure_hook(FrozenDict, thaw)
 

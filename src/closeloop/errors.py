@@ -87,18 +87,25 @@ class WorkflowError(CloseLoopError):
 
 
 class TransitionNotAllowed(WorkflowError):
-    """The case cannot move from its current status to the one asked for."""
+    """The case cannot move from its current status to the one asked for.
 
-    def __init__(self, case_id: str, from_status: Any, to_status: Any) -> None:
+    ``from_status`` and ``to_status`` are the statuses' names: the
+    :class:`~closeloop.Status` itself for the standard ones, the workflow's name
+    (``"waiting"``) for a team's own.
+    """
+
+    def __init__(
+        self, case_id: str, from_status: Any, to_status: Any, *,
+        labels: tuple[str, str] | None = None,
+    ) -> None:
         self.from_status = from_status
         self.to_status = to_status
+        # A workflow's own statuses are named by their labels ("Waiting on customer").
+        from_name, to_name = labels or (_status_name(from_status), _status_name(to_status))
         if from_status == to_status:
-            message = f"case {case_id!r} is already {_status_name(to_status)}"
+            message = f"case {case_id!r} is already {to_name}"
         else:
-            message = (
-                f"case {case_id!r} cannot move from {_status_name(from_status)} "
-                f"to {_status_name(to_status)}"
-            )
+            message = f"case {case_id!r} cannot move from {from_name} to {to_name}"
         super().__init__(case_id, message)
 
 

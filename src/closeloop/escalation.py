@@ -16,6 +16,7 @@ from attrs import evolve, field, frozen
 
 from closeloop.errors import ConcurrentUpdate, InvalidInput
 from closeloop.model import Case, Escalated
+from closeloop.reporting import is_overdue
 from closeloop.service import SYSTEM_ACTOR, CaseService, draft
 from closeloop.validate import (
     attrs_validator,
@@ -39,7 +40,9 @@ class EscalationPolicy:
     Args:
         overdue: escalate cases past their ``due_at``.
         untouched_for: also escalate cases with no change for this long (``None``: don't).
-            Any change counts, an escalation included.
+            Any change counts, an escalation included. With a loop ``calendar`` this
+            is business time. A case whose SLA is paused is not overdue, but can
+            still be untouched.
         resend_after: do not escalate the same case again within this interval.
         fallback: who is told about unassigned cases (a manager or team inbox);
             ``None`` records the escalation without emailing anyone.
@@ -93,7 +96,7 @@ def escalate(
     check_bool("dry_run", dry_run)
     check_positive_int("limit", limit)
     now = service.now()
-    untouched_before = None if policy.untouched_for is None else now - policy.untouched_for
+    untouched_before = _untouched_before(service, policy, now)
     candidates = service.store.escalation_candidates(
         now=now if policy.overdue else datetime.min.replace(tzinfo=now.tzinfo),
         untouched_before=untouched_before, quiet_since=now - policy.resend_after, limit=limit,
@@ -102,8 +105,7 @@ def escalate(
     skipped = 0
     for case in candidates:
         why: Literal["overdue", "untouched"] = (
-            "overdue" if policy.overdue and case.due_at is not None and case.due_at <= now
-            else "untouched"
+            "overdue" if policy.overdue and is_overdue(case, now) else "untouched"
         )
         to = case.assignee or policy.fallback
         if not dry_run:
@@ -114,6 +116,17 @@ def escalate(
                 continue
         done.append(Escalation(case.id, to, why))
     return EscalationRun(tuple(done), skipped, dry_run)
+
+
+def _untouched_before(
+    service: CaseService, policy: EscalationPolicy, now: datetime
+) -> datetime | None:
+    """The latest ``updated_at`` that counts as untouched; business time with a calendar."""
+    if policy.untouched_for is None:
+        return None
+    if service.calendar is not None:
+        return service.calendar.subtract(now, policy.untouched_for)
+    return now - policy.untouched_for
 
 
 def _escalate_case(

@@ -47,7 +47,6 @@ from closeloop.model import (
     ResponseRecord,
     ResponseUpdated,
     Status,
-    StatusChanged,
     SurveyResponse,
 )
 from closeloop.notify.content import ResponseFacts
@@ -56,7 +55,6 @@ from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
 from closeloop.validate import check_positive_int, check_positive_timedelta
-from closeloop.workflow import check_transition
 
 __all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
 
@@ -417,7 +415,7 @@ class Intake:
             response.id, "open", explanations, match.reasons,
             assignee=match.trigger.route(response, rotation),
             priority=match.priority.value,
-            due_at=due_at(match.trigger, response, now),
+            due_at=due_at(match.trigger, response, now, self.service.calendar),
             trigger=match.trigger.name,
         )
 
@@ -443,13 +441,11 @@ class Intake:
         fields: dict[str, object] = {}
         if self.dedupe.mode == "reopen" and case.status is Status.CLOSED:
             comment = f"Reopened: response {response.id} matched {match.trigger.name!r}"
-            check_transition(case.id, case.status, Status.OPEN, comment,
-                             self.service.comment_policy)
-            drafts.append(draft(
-                StatusChanged, actor=match.trigger.name, comment=comment, via="trigger",
-                from_status=Status.CLOSED, to_status=Status.OPEN,
-            ))
-            fields = {"status": Status.OPEN, "closed_at": None}
+            reopened, fields = self.service.status_change(
+                case, Status.OPEN, by=match.trigger.name, comment=comment, close_reason=None,
+                via="trigger", now=now,
+            )
+            drafts.append(reopened)
         change = self.service.advance(
             case, *drafts, now=now,
             response_ids=(*case.response_ids, response.id),
@@ -465,7 +461,9 @@ class Intake:
             id=service.new_id(), customer_id=response.customer_id, status=Status.OPEN,
             opened_at=now, updated_at=now, opened_by=trigger.name, version=1,
             reasons=match.reasons, response_ids=(response.id,), priority=match.priority,
-            due_at=due_at(trigger, response, now),
+            due_at=due_at(trigger, response, now, service.calendar),
+            custom_status=service.workflow.initial_status.name,
+            paused_at=now if service.workflow.initial_status.pauses_sla else None,
         )
         drafts = [draft(Opened, actor=trigger.name, comment=response.comment, via="trigger")]
         assignee = trigger.route(response, service.store)

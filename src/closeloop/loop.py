@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from attrs import evolve
 
+from closeloop.calendar import BusinessHours
 from closeloop.cursor import decode_cursor, encode_cursor
 from closeloop.errors import InvalidInput, NothingToChange
 from closeloop.escalation import EscalationPolicy, EscalationRun, escalate
@@ -59,7 +60,7 @@ from closeloop.validate import (
     optional_aware_datetime,
 )
 from closeloop.worker import WorkerStats, run_worker
-from closeloop.workflow import CommentPolicy
+from closeloop.workflow import DEFAULT_WORKFLOW, CommentPolicy, Workflow, WorkflowStatus
 
 __all__ = ["Clock", "CloseLoop", "DeliveryReport", "retry_delay"]
 
@@ -100,8 +101,14 @@ class CloseLoop:
             a case closed less than that long ago).
         escalation: when :meth:`escalate` escalates cases and to whom; default
             overdue cases only, to their assignee, at most once a day.
-        comment_policy: which workflow changes need a comment; default closing and
-            reopening.
+        comment_policy: which kinds of status change need a comment; default closing
+            and reopening. Given with ``workflow``, it replaces the workflow's own.
+        workflow: the case statuses and the moves between them
+            (:class:`~closeloop.workflow.Workflow`); default the standard Open,
+            Progress, Closed.
+        calendar: business hours (:class:`~closeloop.calendar.BusinessHours`): when
+            given, triggers' ``due_in``, escalation's ``untouched_for`` and the
+            report's business-time figures count only business time.
         case_url: the app's page for a case, an absolute URL format with
             ``{case_id}`` (inserted URL-encoded); every notice links to it, and the
             one-touch pages do for anything a link cannot do.
@@ -150,6 +157,8 @@ class CloseLoop:
         templates: Templates | None = None,
         users: UserDirectory | None = None,
         customers: CustomerDirectory | None = None,
+        workflow: Workflow | None = None,
+        calendar: BusinessHours | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else store
         problems = protocol_problems(self.store, Store)
@@ -170,7 +179,18 @@ class CloseLoop:
         self.clock: Clock = utc_now if clock is None else clock
         if comment_policy is not None and not isinstance(comment_policy, CommentPolicy):
             raise InvalidInput("comment_policy", comment_policy, "must be a CommentPolicy")
-        self.comment_policy = CommentPolicy() if comment_policy is None else comment_policy
+        if workflow is not None and not isinstance(workflow, Workflow):
+            raise InvalidInput("workflow", type(workflow).__name__,
+                               "must be a closeloop.workflow.Workflow (Workflow.from_dict(...) "
+                               "builds one from plain data)")
+        if calendar is not None and not isinstance(calendar, BusinessHours):
+            raise InvalidInput("calendar", type(calendar).__name__,
+                               "must be a closeloop.calendar.BusinessHours")
+        self.workflow: Workflow = DEFAULT_WORKFLOW if workflow is None else workflow
+        if comment_policy is not None and comment_policy != self.workflow.comment_policy:
+            self.workflow = self.workflow.with_comment_policy(comment_policy)
+        self.comment_policy = self.workflow.comment_policy
+        self.calendar = calendar
         if id_factory is not None:
             check_callable("id_factory", id_factory, "a callable returning a string id")
         self.new_id: Callable[[], str] = new_id if id_factory is None else id_factory
@@ -192,7 +212,8 @@ class CloseLoop:
             clock=self.clock,
             new_id=self.new_id,
             links=links,
-            comment_policy=self.comment_policy,
+            workflow=self.workflow,
+            calendar=self.calendar,
             deliver_notices=self.deliver_notices,
             customers=customers,
         )
@@ -309,7 +330,8 @@ class CloseLoop:
         Open, Progress and Closed cases; see :class:`~closeloop.reporting.Report`.
         """
         query = ReportQuery(now=self.now(), since=since, until=until, assignee=assignee,
-                            reason=reason)
+                            reason=reason, statuses=tuple(s.name for s in self.workflow.statuses),
+                            close_reasons=self.workflow.close_reasons, calendar=self.calendar)
         if since is not None and until is not None and since >= until:
             raise InvalidInput("until", until, "must be later than since")
         return self.store.report(query)
@@ -405,13 +427,15 @@ class CloseLoop:
     ) -> Case:
         """Open a case by hand for ``customer_id``; ``by`` is the agent.
 
-        Returns the new case (status Open, version 1, one "opened" event).
+        Returns the new case (status Open, in the workflow's initial status, version 1,
+        one "opened" event).
         """
         check_id("customer_id", customer_id)
         check_id("by", by)
         check_comment("comment", comment)
         optional_aware_datetime("due_at", due_at)
         now = self.now()
+        initial = self.workflow.initial_status
         case = Case(
             id=self.service.new_id(),
             customer_id=customer_id,
@@ -423,6 +447,8 @@ class CloseLoop:
             reasons=reasons,
             priority=Priority.parse(priority),
             due_at=due_at,
+            custom_status=initial.name,
+            paused_at=now if initial.pauses_sla else None,
         )
         change = self.service.opening(case, draft(Opened, actor=by, comment=comment))
         self.service.commit(change)
@@ -473,31 +499,43 @@ class CloseLoop:
         *,
         by: str,
         comment: str | None = None,
+        close_reason: str | None = None,
         expected_version: int | None = None,
         via: str | None = None,
     ) -> Case:
         """Move the case to ``status`` through the workflow; ``by`` is who does it.
 
+        ``status`` is a status of the loop's workflow, by name (``"waiting"``), or a
+        :class:`~closeloop.Status`, which means the first status of that category.
+        ``close_reason`` says why the case is closed: required when closing if the
+        workflow has close reasons, refused on a change that does not close.
+
         Raises:
+            InvalidInput: an unknown status, or a missing or unknown ``close_reason``;
+                nothing is written.
             TransitionNotAllowed: the workflow has no such change (or it is the
                 current status).
             CommentRequired: the comment policy asks for a comment here.
             ConcurrentUpdate: the case changed since ``expected_version``.
         """
-        target = Status.parse(status)
+        target = self.workflow.resolve(status)
         check_id("by", by)
         check_comment("comment", comment)
         check_optional_label("via", via)
+        if close_reason is not None and not isinstance(close_reason, str):
+            raise InvalidInput("close_reason", close_reason, "must be a string or None")
         case = self.service.read(case_id, expected_version)
-        return self.service.set_status(case, target, by=by, comment=comment, via=via)
+        return self.service.set_status(case, target, by=by, comment=comment,
+                                       close_reason=close_reason, via=via)
 
     def apply_status(
         self,
         case: Case,
-        target: Status,
+        target: Status | str | WorkflowStatus,
         *,
         by: str,
         comment: str | None,
+        close_reason: str | None = None,
         via: str | None = None,
         consume_link: str | None = None,
     ) -> Case:
@@ -512,7 +550,8 @@ class CloseLoop:
         check_comment("comment", comment)
         check_optional_label("via", via)
         return self.service.set_status(
-            case, target, by=by, comment=comment, via=via, consume_link=consume_link
+            case, target, by=by, comment=comment, close_reason=close_reason, via=via,
+            consume_link=consume_link,
         )
 
     def comment(

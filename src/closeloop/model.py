@@ -26,6 +26,7 @@ from closeloop.validate import (
     check_optional_label,
     check_response_comment,
     check_score,
+    check_status_name,
     freeze_answers,
     optional_aware_datetime,
     optional_stored_datetime,
@@ -107,6 +108,27 @@ def _priority(value: Any) -> Priority:
     return Priority.parse(value)
 
 
+#: The categories' values: a custom status named like a category belongs to it.
+CATEGORY_NAMES = frozenset(status.value for status in Status)
+
+
+def _category_value(instance: Any) -> str:
+    return str(instance.status.value)
+
+
+def _from_value(instance: Any) -> str:
+    return str(instance.from_status.value)
+
+
+def _to_value(instance: Any) -> str:
+    return str(instance.to_status.value)
+
+
+def _optional_status_name(field_name: str, value: Any) -> None:
+    if value is not None:
+        check_status_name(field_name, value)
+
+
 def _frozen_answers(value: Any) -> Mapping[str, Any]:
     return freeze_answers("answers", value)
 
@@ -164,6 +186,16 @@ class Case:
     ``version`` starts at 1 and grows by exactly one with every change; it is
     also the number of events in the case's history. ``closed_at`` is set while
     the case is Closed and cleared when it is reopened.
+
+    ``status`` is always one of the three categories; ``custom_status`` is the
+    workflow's own name for where the case is (``"waiting"``, see
+    :class:`~closeloop.workflow.Workflow`). It defaults to the category's value, and a
+    ``custom_status`` that names a category always follows ``status`` (so
+    ``attrs.evolve(case, status=Status.CLOSED)`` of a case in the default workflow
+    stays consistent). ``close_reason`` is why the case was closed, set only while
+    it is Closed. ``paused_at`` is when its SLA clock was paused (it entered a
+    status that pauses the SLA), ``None`` while the clock runs; a paused case is
+    never overdue.
     """
 
     id: str = field(validator=attrs_validator(check_id))
@@ -185,6 +217,16 @@ class Case:
     closed_at: datetime | None = field(
         default=None, validator=attrs_validator(optional_stored_datetime)
     )
+    custom_status: str = field(
+        default=attrs.Factory(_category_value, takes_self=True),
+        validator=attrs_validator(check_status_name),
+    )
+    close_reason: str | None = field(
+        default=None, validator=attrs_validator(_optional_status_name)
+    )
+    paused_at: datetime | None = field(
+        default=None, validator=attrs_validator(optional_stored_datetime)
+    )
 
     @version.validator
     def _check_version(self, attribute: Any, value: Any) -> None:
@@ -196,6 +238,15 @@ class Case:
                 "closed_at", self.closed_at, f"must be set exactly when the status is Closed "
                 f"(status is {self.status.display_name})"
             )
+        if self.custom_status in CATEGORY_NAMES and self.custom_status != self.status.value:
+            object.__setattr__(self, "custom_status", self.status.value)
+        if self.close_reason is not None and self.status is not Status.CLOSED:
+            raise InvalidInput("close_reason", self.close_reason,
+                               f"is set only while the case is Closed (status is "
+                               f"{self.status.display_name})")
+        if self.paused_at is not None and self.status is Status.CLOSED:
+            raise InvalidInput("paused_at", self.paused_at,
+                               "is set only while the case is not Closed")
 
 
 @frozen(kw_only=True)
@@ -236,11 +287,27 @@ class Assigned(_EventBase):
 
 @frozen(kw_only=True)
 class StatusChanged(_EventBase):
-    """The status moved from ``from_status`` to ``to_status``."""
+    """The status moved from ``from_status`` to ``to_status`` (the categories).
+
+    ``from_custom_status`` and ``to_custom_status`` are the workflow's names for
+    the two statuses (by default the categories' values); ``close_reason`` is why
+    the case was closed, on a change into a closed status that gave one.
+    """
 
     kind: Literal["status_changed"] = "status_changed"
     from_status: Status = field(converter=_status)
     to_status: Status = field(converter=_status)
+    from_custom_status: str = field(
+        default=attrs.Factory(_from_value, takes_self=True),
+        validator=attrs_validator(check_status_name),
+    )
+    to_custom_status: str = field(
+        default=attrs.Factory(_to_value, takes_self=True),
+        validator=attrs_validator(check_status_name),
+    )
+    close_reason: str | None = field(
+        default=None, validator=attrs_validator(_optional_status_name)
+    )
 
 
 @frozen(kw_only=True)
@@ -461,7 +528,8 @@ def trusted(cls: type[_T], values: Mapping[str, Any]) -> _T:
         if name in values:
             value = values[name]
         elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            value = default.factory()
+            # Fields are set in order, so a takes_self default sees the fields before it.
+            value = default.factory(instance) if default.takes_self else default.factory()
         elif default is attrs.NOTHING:
             raise TypeError(f"{cls.__name__} needs {name!r}")
         else:
@@ -473,8 +541,9 @@ def trusted(cls: type[_T], values: Mapping[str, Any]) -> _T:
 def evolve_trusted(case: Case, **changes: Any) -> Case:
     """``attrs.evolve(case, **changes)`` for changes closeloop computed itself.
 
-    Only the cross-field rule (``closed_at`` set exactly when Closed) is checked
-    again; each changed value must already be valid.
+    Only the cross-field rules (``closed_at`` set exactly when Closed, and those on
+    ``custom_status``, ``close_reason`` and ``paused_at``) are checked again; each
+    changed value must already be valid.
     """
     values = {name: getattr(case, name) for name, _ in _defaults(Case)}
     values.update(changes)

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from closeloop.model import Case, Event, ResponseRecord, Status
+from closeloop.model import Case, Event, ResponseRecord, Status, StatusChanged
 from closeloop.reporting import (
     AGE_BUCKETS,
     DETRACTOR_SCORES,
@@ -107,25 +107,41 @@ def report_from_parts(
     close_us: list[int] = []
     first_action_us: list[int] = []
     last_close: dict[str, datetime] = {}  # customer -> latest closed_at among the cases
+    custom_counts: Counter[str] = Counter()
+    reason_close_us: defaultdict[str, list[int]] = defaultdict(list)
+    stints: defaultdict[str, list[int]] = defaultdict(list)
+    business_first_us: list[int] = []
+    business_close_us: list[int] = []
+    calendar = query.calendar
     for case in cases:
         if not query.selects(case):
             continue
         status_counts[case.status] += 1
+        custom_counts[case.custom_status] += 1
+        history = events.get(case.id, ())
+        _add_stints(case, history, stints)
         if case.assignee is None:
             unassigned += 1
         else:
             by_assignee[case.assignee][case.status] += 1
         for reason in dict.fromkeys(case.reasons):  # a repeated reason counts once
             by_reason[reason][case.status] += 1
-        first = first_action_at(case, events.get(case.id, ()))
+        first = first_action_at(case, history)
         if first is not None:
             first_action_us.append(_micros(first, case.opened_at))
+            if calendar is not None:
+                business_first_us.append(calendar.between(case.opened_at, first) // MICROSECOND)
         overdue += is_overdue(case, query.now)
         if case.closed_at is not None:  # set exactly when the case is Closed
             if case.customer_id not in last_close or case.closed_at > last_close[case.customer_id]:
                 last_close[case.customer_id] = case.closed_at
             took = _micros(case.closed_at, case.opened_at)
             close_us.append(took)
+            if case.close_reason is not None:
+                reason_close_us[case.close_reason].append(took)
+            if calendar is not None:
+                business_close_us.append(
+                    calendar.between(case.opened_at, case.closed_at) // MICROSECOND)
             if case.assignee is not None:
                 close_by_assignee[case.assignee].append(took)
             if case.due_at is not None:
@@ -148,7 +164,25 @@ def report_from_parts(
         closed_with_due=closed_with_due,
         aging=[aging[name] for name, _, _ in AGE_BUCKETS],
         recovery=_recovery(last_close, responses),
+        custom_status_counts=custom_counts,
+        by_close_reason={reason: durations(us) for reason, us in reason_close_us.items()},
+        time_in_status={status: durations(us) for status, us in stints.items()},
+        business_time_to_first_action=None if calendar is None else durations(business_first_us),
+        business_time_to_close=None if calendar is None else durations(business_close_us),
     )
+
+
+def _add_stints(case: Case, history: Iterable[Event], stints: defaultdict[str, list[int]]) -> None:
+    """Each ended stay of ``case`` in a status, in µs, under the status it left.
+
+    A stay begins when the case opens or enters the status, and ends with the next
+    status change (in ``seq`` order), whose ``from_custom_status`` names it.
+    """
+    entered = case.opened_at
+    for event in history:
+        if isinstance(event, StatusChanged):
+            stints[event.from_custom_status].append(_micros(event.at, entered))
+            entered = event.at
 
 
 def _recovery(last_close: Mapping[str, datetime], responses: Iterable[ResponseRecord]) -> Recovery:

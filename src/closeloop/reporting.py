@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
+from closeloop.calendar import BusinessHours
 from closeloop.model import Case, Event, Status
 from closeloop.validate import attrs_validator, aware_datetime, check_optional_id, optional_aware_datetime
 
@@ -44,15 +46,19 @@ __all__ = [
     "ReportQuery",
     "StatusCounts",
     "age_bucket",
+    "by_name",
     "durations",
     "first_action_at",
     "full_counts",
     "is_overdue",
     "median",
     "nearest_rank",
+    "resumed_due",
     "share",
     "summarise",
 ]
+
+_V = TypeVar("_V")
 
 #: Status -> number of cases; all three statuses are always present.
 StatusCounts = Mapping[Status, int]
@@ -77,6 +83,10 @@ RECOVERED_SCORE = 7
 MICROSECOND = timedelta(microseconds=1)
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @frozen(kw_only=True)
 class ReportQuery:
     """What to report on.
@@ -86,6 +96,12 @@ class ReportQuery:
         since, until: only cases opened in ``[since, until)``; ``None`` = unbounded.
         assignee: only cases currently assigned to this user.
         reason: only cases with this reason (trigger) among their reasons.
+        statuses: the workflow's status names, in order (default the standard
+            three): the report lists each of them (with 0 when no case is in it)
+            before any other status found.
+        close_reasons: the workflow's close reasons, listed the same way.
+        calendar: business hours; when given, the report adds time to first action
+            and time to close in business time.
     """
 
     now: datetime = field(validator=attrs_validator(aware_datetime))
@@ -93,6 +109,9 @@ class ReportQuery:
     until: datetime | None = field(default=None, validator=attrs_validator(optional_aware_datetime))
     assignee: str | None = field(default=None, validator=attrs_validator(check_optional_id))
     reason: str | None = field(default=None, validator=attrs_validator(check_optional_id))
+    statuses: tuple[str, ...] = field(default=("open", "progress", "closed"), converter=_names)
+    close_reasons: tuple[str, ...] = field(default=(), converter=_names)
+    calendar: BusinessHours | None = field(default=None)
 
     def selects(self, case: Case) -> bool:
         """Whether ``case`` is one this query reports on."""
@@ -207,6 +226,18 @@ class Report:
         closed_within_sla: share of Closed cases with a due date closed at or before it.
         aging: cases not Closed, by age since opening (keys of :data:`AGE_BUCKETS`).
         recovery: see :class:`Recovery`.
+        custom_status_counts: cases per workflow status (``case.custom_status``): the
+            query's ``statuses`` first, in order, then any other name found, sorted.
+        by_close_reason: per close reason, the time to close of the cases Closed now
+            with that reason (its ``count`` is how many); the query's
+            ``close_reasons`` first, then any other reason found, sorted.
+        time_in_status: per workflow status, how long cases stayed in it, one value
+            per stay that has ended (from entering the status to the change that
+            left it); a stay still going on is not counted. Keys as for
+            ``custom_status_counts``.
+        business_time_to_first_action, business_time_to_close: the same as
+            ``time_to_first_action`` and ``time_to_close``, in the business time of
+            ``query.calendar``; ``None`` without a calendar.
     """
 
     query: ReportQuery
@@ -220,6 +251,16 @@ class Report:
     closed_within_sla: float | None
     aging: Mapping[str, int]
     recovery: Recovery
+    custom_status_counts: Mapping[str, int] = field(
+        default=Factory(lambda self: dict.fromkeys(self.query.statuses, 0), takes_self=True))
+    by_close_reason: Mapping[str, Durations] = field(
+        default=Factory(lambda self: dict.fromkeys(self.query.close_reasons, Durations(count=0)),
+                        takes_self=True))
+    time_in_status: Mapping[str, Durations] = field(
+        default=Factory(lambda self: dict.fromkeys(self.query.statuses, Durations(count=0)),
+                        takes_self=True))
+    business_time_to_first_action: Durations | None = None
+    business_time_to_close: Durations | None = None
 
     @property
     def total(self) -> int:
@@ -231,12 +272,31 @@ class Report:
 
 
 def is_overdue(case: Case, now: datetime) -> bool:
-    """Whether ``case`` is overdue at ``now``: not Closed, with ``due_at <= now``.
+    """Whether ``case`` is overdue at ``now``: not Closed, not paused, with ``due_at <= now``.
 
     The one definition of overdue: escalation selects overdue cases with it and the
-    report counts them with it. A case due exactly now is overdue.
+    report counts them with it. A case due exactly now is overdue. A case whose SLA
+    clock is paused (``paused_at`` set: it is in a status that pauses the SLA) is not
+    overdue while paused. Every input is a column of the case's row, so a SQL store
+    evaluates it as ``status <> 'closed' AND paused_at IS NULL AND due_at <= :now``.
     """
-    return case.status is not Status.CLOSED and case.due_at is not None and case.due_at <= now
+    return (case.status is not Status.CLOSED and case.paused_at is None
+            and case.due_at is not None and case.due_at <= now)
+
+
+def resumed_due(
+    due_at: datetime, paused_at: datetime, now: datetime, calendar: BusinessHours | None
+) -> datetime:
+    """A paused case's due time once its SLA clock runs again at ``now``.
+
+    The SLA pause rule, stated once: the time spent paused does not count, so the
+    due time moves on by the span from ``paused_at`` to ``now``, measured in
+    business time when there is a calendar. A case paused with two business hours
+    left has two business hours left when it resumes.
+    """
+    if calendar is None:
+        return due_at + (now - paused_at)
+    return calendar.add(due_at, calendar.between(paused_at, now))
 
 
 def first_action_at(case: Case, history: Iterable[Event]) -> datetime | None:
@@ -319,6 +379,15 @@ def full_counts(counts: Mapping[Status, int]) -> dict[Status, int]:
     return {status: counts.get(status, 0) for status in Status}
 
 
+def by_name(
+    first: Sequence[str], values: Mapping[str, _V], empty: _V
+) -> dict[str, _V]:
+    """``values`` keyed by ``first`` (missing ones as ``empty``), in order, then the rest sorted."""
+    ordered = {name: values.get(name, empty) for name in first}
+    ordered.update((name, values[name]) for name in sorted(values) if name not in ordered)
+    return ordered
+
+
 def assemble_report(
     query: ReportQuery,
     *,
@@ -334,13 +403,26 @@ def assemble_report(
     closed_with_due: int,
     aging: Sequence[int],
     recovery: Recovery,
+    custom_status_counts: Mapping[str, int] | None = None,
+    by_close_reason: Mapping[str, Durations] | None = None,
+    time_in_status: Mapping[str, Durations] | None = None,
+    business_time_to_first_action: Durations | None = None,
+    business_time_to_close: Durations | None = None,
 ) -> Report:
     """Build the report from a store's tallies, the same way for every store.
 
     ``close_medians`` holds each assignee's median time to close (assignees with
-    no closed case are absent); ``aging`` counts per :data:`AGE_BUCKETS` entry, in order.
+    no closed case are absent); ``aging`` counts per :data:`AGE_BUCKETS` entry, in
+    order. ``custom_status_counts``, ``by_close_reason`` and ``time_in_status`` may
+    leave out names without cases; ``None`` means the store found none at all.
     """
+    none = Durations(count=0)
     return Report(
+        custom_status_counts=by_name(query.statuses, custom_status_counts or {}, 0),
+        by_close_reason=by_name(query.close_reasons, by_close_reason or {}, none),
+        time_in_status=by_name(query.statuses, time_in_status or {}, none),
+        business_time_to_first_action=business_time_to_first_action,
+        business_time_to_close=business_time_to_close,
         query=query,
         status_counts=full_counts(status_counts),
         unassigned=unassigned,

@@ -27,7 +27,8 @@ from typing import Any
 
 from attrs import evolve, field, frozen
 
-from closeloop.errors import CaseNotFound, ConcurrentUpdate
+from closeloop.calendar import BusinessHours
+from closeloop.errors import CaseNotFound, ConcurrentUpdate, InvalidInput
 from closeloop.links import Links
 from closeloop.model import (
     Case,
@@ -46,9 +47,10 @@ from closeloop.notices import NoticeWriter, response_facts
 from closeloop.notify.content import CaseFacts, Note, NoticeContent, ResponseFacts
 from closeloop.notify.directory import CustomerDirectory, NoCustomers
 from closeloop.outbox import Outbox
+from closeloop.reporting import resumed_due
 from closeloop.storage.base import Change, ResponseUpdate, Store, check_change
 from closeloop.validate import aware_datetime, check_id, check_optional_version
-from closeloop.workflow import CommentPolicy, check_transition
+from closeloop.workflow import CommentPolicy, Workflow, WorkflowStatus
 
 __all__ = ["SYSTEM_ACTOR", "CaseService", "EventDraft", "draft"]
 
@@ -85,7 +87,9 @@ class CaseService:
         clock: returns the current time as an aware datetime (checked on every call).
         new_id: makes case and notice ids.
         links: which links notices carry.
-        comment_policy: which workflow changes need a comment.
+        workflow: the statuses and the rules for moving between them (its comment
+            policy decides which changes need a comment).
+        calendar: the business hours SLAs count in; ``None`` counts every hour.
         deliver_notices: deliver a change's notices right after it commits; with
             ``False`` they wait in the outbox for a worker.
         customers: the host's customer directory (the one-touch page shows names).
@@ -99,14 +103,17 @@ class CaseService:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         links: Links,
-        comment_policy: CommentPolicy,
+        workflow: Workflow,
+        calendar: BusinessHours | None,
         deliver_notices: bool,
         customers: CustomerDirectory | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.links = links
-        self.comment_policy = comment_policy
+        self.workflow = workflow
+        self.comment_policy: CommentPolicy = workflow.comment_policy
+        self.calendar = calendar
         self.deliver_notices = deliver_notices
         self.customers: CustomerDirectory = NoCustomers() if customers is None else customers
         self._clock = clock
@@ -197,34 +204,95 @@ class CaseService:
     def set_status(
         self,
         case: Case,
-        target: Status,
+        target: Status | str | WorkflowStatus,
         *,
         by: str,
         comment: str | None,
+        close_reason: str | None = None,
         via: str | None = None,
         consume_link: str | None = None,
+        comment_policy: CommentPolicy | None = None,
     ) -> Case:
         """Move ``case`` (as read) to ``target`` through the workflow and commit it.
 
-        ``consume_link`` marks a one-touch link used in the same transaction
-        (TokenUsed if it already was). Arguments are assumed validated.
+        ``target`` is a configured status (or its name), or a category meaning its
+        first status. ``consume_link`` marks a one-touch link used in the same
+        transaction (TokenUsed if it already was); ``comment_policy`` overrides the
+        workflow's. Other arguments are assumed validated.
 
         Raises:
+            InvalidInput: an unknown status, or a missing, unknown or misplaced close reason.
             TransitionNotAllowed, CommentRequired: the workflow refuses the change.
             ConcurrentUpdate: the case changed since it was read.
         """
-        check_transition(case.id, case.status, target, comment, self.comment_policy)
         now = self.now()
-        change = self.advance(
-            case,
-            draft(StatusChanged, actor=by, comment=comment, from_status=case.status,
-                  to_status=target, via=via),
-            now=now, status=target, closed_at=now if target is Status.CLOSED else None,
+        event, fields = self.status_change(
+            case, target, by=by, comment=comment, close_reason=close_reason, via=via, now=now,
+            comment_policy=comment_policy,
         )
+        change = self.advance(case, event, now=now, **fields)
         if consume_link is not None:
             change = evolve(change, consume_link=consume_link)
         self.commit(change)
         return change.case
+
+    def current_status(self, case: Case) -> WorkflowStatus:
+        """The workflow status ``case`` is in.
+
+        A case whose status is no longer in the workflow (the configuration
+        changed) counts as being in its category's first status.
+        """
+        try:
+            return self.workflow.status(case.custom_status)
+        except InvalidInput:
+            return self.workflow.default_status(case.status)
+
+    def status_change(
+        self,
+        case: Case,
+        target: Status | str | WorkflowStatus,
+        *,
+        by: str,
+        comment: str | None,
+        close_reason: str | None,
+        via: str | None,
+        now: datetime,
+        comment_policy: CommentPolicy | None = None,
+    ) -> tuple[EventDraft, dict[str, Any]]:
+        """Check a status change and return its event and the case fields it sets.
+
+        The one place where a status change's effects are decided: ``closed_at``
+        and ``close_reason`` (kept on a move between two Closed statuses unless a
+        new one is given), and the SLA pause: entering a status that pauses the
+        SLA sets ``paused_at``; leaving it clears ``paused_at`` and moves ``due_at``
+        on by the (business) time spent paused (:func:`~closeloop.reporting.resumed_due`).
+        """
+        workflow = self.workflow
+        wanted = target if isinstance(target, WorkflowStatus) else workflow.resolve(target)
+        source = self.current_status(case)
+        workflow.check(case.id, source.name, wanted, comment=comment, close_reason=close_reason,
+                       comment_policy=comment_policy)
+        closing = wanted.category is Status.CLOSED
+        fields: dict[str, Any] = {
+            "status": wanted.category,
+            "custom_status": wanted.name,
+            # A move between two Closed statuses keeps when (and why) the case closed.
+            "closed_at": (now if case.closed_at is None else case.closed_at) if closing else None,
+            "close_reason": (case.close_reason if close_reason is None else close_reason)
+            if closing else None,
+        }
+        if case.paused_at is not None and not wanted.pauses_sla:
+            fields["paused_at"] = None
+            if case.due_at is not None:
+                fields["due_at"] = resumed_due(case.due_at, case.paused_at, now, self.calendar)
+        elif case.paused_at is None and wanted.pauses_sla:
+            fields["paused_at"] = now
+        event = draft(
+            StatusChanged, actor=by, comment=comment, from_status=case.status,
+            to_status=wanted.category, from_custom_status=case.custom_status,
+            to_custom_status=wanted.name, close_reason=close_reason if closing else None, via=via,
+        )
+        return event, fields
 
     # -- notices ------------------------------------------------------------------
 

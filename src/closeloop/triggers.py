@@ -31,6 +31,7 @@ from typing import Any
 from attrs import field, frozen
 
 from closeloop._codegen import _Source
+from closeloop.calendar import BusinessHours
 from closeloop.errors import CloseLoopError, InvalidInput
 from closeloop.model import Priority, SurveyResponse
 from closeloop.predicates import (
@@ -214,16 +215,24 @@ def _condition_failed(trigger: Trigger, response: Any, exc: BaseException) -> In
     )
 
 
-def due_at(trigger: Trigger, response: SurveyResponse, now: datetime) -> datetime | None:
+def due_at(
+    trigger: Trigger, response: SurveyResponse, now: datetime,
+    calendar: BusinessHours | None = None,
+) -> datetime | None:
     """When a case opened by ``trigger`` for ``response`` is due, or ``None`` without an SLA.
 
     The SLA runs from the response's ``submitted_at``, or from ``now`` (aware)
-    when the survey tool did not say.
+    when the survey tool did not say; with a ``calendar`` it counts business time
+    only (``due_in=timedelta(hours=4)`` from Friday 16:00 is Monday 12:00 on
+    Mon-Fri 09:00-17:00).
     """
     aware_datetime("now", now)
     if trigger.due_in is None:
         return None
-    return (response.submitted_at or now) + trigger.due_in
+    start = response.submitted_at or now
+    if calendar is not None:
+        return calendar.add(start, trigger.due_in)
+    return start + trigger.due_in
 
 
 @frozen

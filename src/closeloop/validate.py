@@ -44,6 +44,7 @@ __all__ = [
     "check_response_comment",
     "check_score",
     "check_seconds",
+    "check_status_name",
     "freeze_answers",
     "optional_aware_datetime",
     "optional_stored_datetime",
@@ -113,6 +114,22 @@ def check_id(field: str, value: Any) -> str:
         raise InvalidInput(field, value, f"must be at most {MAX_ID_LENGTH} characters")
     if _CONTROL.search(value):
         raise InvalidInput(field, value, "must not contain control characters")
+    return value
+
+
+#: A workflow status or close reason name: lower-case letters, digits, "-" and "_".
+_STATUS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_status_name(field: str, value: Any) -> str:
+    """Return ``value`` if it is a workflow name (a status or close reason): ``"no-response"``.
+
+    Lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit, at
+    most 64 characters: names are stored and compared; labels are what people read.
+    """
+    if not isinstance(value, str) or not _STATUS_NAME.fullmatch(value):
+        raise InvalidInput(field, value, "must be a name of lower-case letters, digits, '-' and "
+                           "'_' (at most 64), such as 'waiting' or 'no-response'")
     return value
 
 

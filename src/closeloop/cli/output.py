@@ -3,7 +3,9 @@
 JSON: every duration is a number of seconds under a key ending in
 ``_seconds`` (``median_time_to_close_seconds``), datetimes are ISO 8601,
 statuses their values. The report's CSV has one metric per row,
-``metric,dimension,value``, numbers without units beyond the metric's name.
+``metric,dimension,value``, numbers without units beyond the metric's name. A
+workflow's own statuses are dimensions ``custom_status=waiting``, close reasons
+``close_reason=solved``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from closeloop.calendar import BusinessHours
 from closeloop.model import Case, Status
 from closeloop.reporting import Durations, Report
 
@@ -35,6 +38,8 @@ def to_json(value: Any) -> Any:
             else:
                 data[field.name] = to_json(item)
         return data
+    if isinstance(value, BusinessHours):
+        return value.to_dict()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
@@ -101,9 +106,14 @@ def report_rows(report: Report) -> list[list[str]]:
     for reason, by_status in sorted(report.by_reason.items()):
         rows.append(["reason", reason,
                      ", ".join(f"{s.display_name} {by_status[s]}" for s in Status)])
-    for name, durations in (("time to first action", report.time_to_first_action),
-                            ("time to close", report.time_to_close)):
-        rows.append(["kpi", name, _durations(durations)])
+    rows += [["custom status", name, str(count)]
+             for name, count in report.custom_status_counts.items()]
+    for name, durations in _durations_kpis(report):
+        rows.append(["kpi", name.replace("_", " "), _durations(durations)])
+    rows += [["close reason", reason, _durations(took)]
+             for reason, took in report.by_close_reason.items()]
+    rows += [["time in status", name, _durations(took)]
+             for name, took in report.time_in_status.items()]
     rows.append(["kpi", "overdue", str(report.overdue)])
     rows.append(["kpi", "closed within SLA", _share(report.closed_within_sla)])
     rows += [["aging", bucket, str(count)] for bucket, count in report.aging.items()]
@@ -112,6 +122,17 @@ def report_rows(report: Report) -> list[list[str]]:
     rows.append(["recovery", "detractors recovered",
                  f"{recovery.recovered} of {recovery.detractors} ({_share(recovery.rate)})"])
     return rows
+
+
+def _durations_kpis(report: Report) -> list[tuple[str, Durations]]:
+    """The report's overall durations, the business-time ones when it has a calendar."""
+    kpis = [("time_to_first_action", report.time_to_first_action),
+            ("time_to_close", report.time_to_close)]
+    for name, value in (("business_time_to_first_action", report.business_time_to_first_action),
+                        ("business_time_to_close", report.business_time_to_close)):
+        if value is not None:
+            kpis.append((name, value))
+    return kpis
 
 
 def _durations(value: Durations) -> str:
@@ -145,10 +166,16 @@ def report_metrics(report: Report) -> list[list[str]]:
                      _number(stats.median_time_to_close)])
     for reason, by_status in sorted(report.by_reason.items()):
         rows += [["cases", f"reason={reason};status={s.value}", str(by_status[s])] for s in Status]
-    for name, durations in (("time_to_first_action", report.time_to_first_action),
-                            ("time_to_close", report.time_to_close)):
-        rows.append([f"{name}_count", "", str(durations.count)])
-        rows += [[f"{name}_{stat}_seconds", "", _number(getattr(durations, stat))]
+    rows += [["cases", f"custom_status={name}", str(count)]
+             for name, count in report.custom_status_counts.items()]
+    spans = [(name, "", durations) for name, durations in _durations_kpis(report)]
+    spans += [("time_to_close", f"close_reason={reason}", took)
+              for reason, took in report.by_close_reason.items()]
+    spans += [("time_in_status", f"custom_status={name}", took)
+              for name, took in report.time_in_status.items()]
+    for name, dimension, durations in spans:
+        rows.append([f"{name}_count", dimension, str(durations.count)])
+        rows += [[f"{name}_{stat}_seconds", dimension, _number(getattr(durations, stat))]
                  for stat in ("mean", "median", "p90")]
     rows.append(["overdue", "", str(report.overdue)])
     rows.append(["closed_within_sla_ratio", "", _number(report.closed_within_sla)])
@@ -167,11 +194,13 @@ def report_metrics(report: Report) -> list[list[str]]:
 
 def case_rows(cases: list[Case]) -> list[list[str]]:
     """Cases as a header row and one row each: the table and CSV formats."""
-    rows = [["case", "customer", "status", "assignee", "priority", "opened", "due"]]
+    rows = [["case", "customer", "status", "assignee", "priority", "opened", "due",
+             "custom status", "close reason"]]
     for case in cases:
         rows.append([
             case.id, case.customer_id, case.status.display_name, case.assignee or "-",
             case.priority.value, case.opened_at.isoformat(timespec="minutes"),
             case.due_at.isoformat(timespec="minutes") if case.due_at else "-",
+            case.custom_status, case.close_reason or "-",
         ])
     return rows

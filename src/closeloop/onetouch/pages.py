@@ -44,9 +44,11 @@ from closeloop.errors import (
     TokenUsed,
     TransitionNotAllowed,
 )
+from closeloop.model import Event, StatusChanged
 from closeloop.onetouch.redact import TOKEN_ENVIRON_KEY
 from closeloop.onetouch.service import LinkView, OneTouchService
 from closeloop.validate import MAX_COMMENT_LENGTH
+from closeloop.workflow import Workflow
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -103,7 +105,7 @@ _REASONS = {
     422: "Unprocessable Content", 503: "Service Unavailable",
 }
 _ACTIONS = ("prepare", "confirm", "cancel")
-_FIELDS = ("action", "token", "confirmation", "status", "comment")
+_FIELDS = ("action", "token", "confirmation", "status", "close_reason", "comment")
 #: ``Sec-Fetch-Site`` values a POST may carry: from this page, or typed by the user.
 #: ``same-site`` is refused too: a sibling subdomain is another application.
 _FETCH_SITES_ALLOWED = ("same-origin", "none")
@@ -216,22 +218,27 @@ class OneTouchPages:
         if action == "confirm":
             return self._confirm(form.get("confirmation", ""), action_path)
         status, comment = form.get("status", ""), form.get("comment", "").replace("\r\n", "\n")
+        reason = form.get("close_reason", "")
         if action == "cancel":
-            return self._update(form.get("token", ""), action_path, status=status, comment=comment)
-        return self._prepare(form.get("token", ""), status, comment, action_path)
+            return self._update(form.get("token", ""), action_path, status=status, comment=comment,
+                                close_reason=reason)
+        return self._prepare(form.get("token", ""), status, comment, reason, action_path)
 
     def _update(self, token: str, action_path: str, *, status: str = "", comment: str = "",
-                error: str | None = None) -> Page:
+                close_reason: str = "", error: str | None = None) -> Page:
         try:
             view = self.service.open(token)
         except (TokenInvalid, TokenExpired, TokenUsed) as exc:
             return _refusal(exc, case_link=self._case_link_of(token))
-        body = _update_body(view, token, action_path, status, comment, error)
+        body = _update_body(view, token, action_path, _Choice(status, close_reason, comment),
+                            error)
         return Page(200 if error is None else 422, _document(f"Update case {view.case.id}", body))
 
-    def _prepare(self, token: str, status: str, comment: str, action_path: str) -> Page:
+    def _prepare(self, token: str, status: str, comment: str, reason: str,
+                 action_path: str) -> Page:
         try:
-            pending = self.service.prepare(token, status=status, comment=comment)
+            pending = self.service.prepare(token, status=status, comment=comment,
+                                           close_reason=reason or None)
         except (TokenInvalid, TokenExpired, TokenUsed) as exc:
             return _refusal(exc, case_link=self._case_link_of(token))
         except CommentRequired:
@@ -239,13 +246,23 @@ class OneTouchPages:
         except TransitionNotAllowed:
             error = "The case cannot move to that status. Choose another."
         except InvalidInput as exc:
-            error = ("Choose the new status." if exc.field == "status"
-                     else f"The comment {exc.reason}.")
+            if exc.field == "status":
+                error = "Choose the new status."
+            elif exc.field == "close_reason":
+                error = ("Choose why the case is closed." if exc.value is None
+                         else "A close reason goes only with a status that closes the case.")
+            else:
+                error = f"The comment {exc.reason}."
         else:
+            workflow = self.service.workflow
+            because = ("" if pending.close_reason is None else
+                       f" because <strong>{_e(workflow.close_reason_label(pending.close_reason))}"
+                       "</strong>")
             body = (
                 f"<p>Change case <strong>#{_e(pending.case_id)}</strong> from "
-                f"<strong>{_e(pending.from_status.display_name)}</strong> to "
-                f"<strong>{_e(pending.to_status.display_name)}</strong> with comment:</p>"
+                f"<strong>{_e(_label(workflow, pending.from_custom_status))}</strong> to "
+                f"<strong>{_e(_label(workflow, pending.to_custom_status))}</strong>{because} "
+                "with comment:</p>"
                 f"<blockquote>{_e(pending.comment)}</blockquote>"
                 f"<form method='post' action='{_e(action_path)}'>"
                 "<input type='hidden' name='action' value='confirm'>"
@@ -254,14 +271,16 @@ class OneTouchPages:
                 f"<form method='post' action='{_e(action_path)}'>"
                 "<input type='hidden' name='action' value='cancel'>"
                 f"<input type='hidden' name='token' value='{_e(token)}'>"
-                f"<input type='hidden' name='status' value='{_e(pending.to_status.value)}'>"
+                f"<input type='hidden' name='status' value='{_e(pending.to_custom_status)}'>"
+                f"<input type='hidden' name='close_reason' value='{_e(pending.close_reason or '')}'>"
                 f"<input type='hidden' name='comment' value='{_e(pending.comment)}'>"
                 "<button type='submit' class='secondary'>Cancel</button></form>"
                 f"<p class='note'>Nothing changes until you confirm, "
                 f"by {_e(_when(pending.expires_at))}.</p>"
             )
             return Page(200, _document("Confirm the change", body))
-        return self._update(token, action_path, status=status, comment=comment, error=error)
+        return self._update(token, action_path, status=status, comment=comment,
+                            close_reason=reason, error=error)
 
     def _confirm(self, confirmation: str, action_path: str) -> Page:
         try:
@@ -285,7 +304,7 @@ class OneTouchPages:
             return _refusal(exc)
         body = (
             f"<p>Case <strong>#{_e(done.case_id)}</strong> is now "
-            f"<strong>{_e(done.status.display_name)}</strong> "
+            f"<strong>{_e(_label(self.service.workflow, done.custom_status))}</strong> "
             f"(changed {_e(_when(done.at))}). Your comment is in its history.</p>"
             "<p>This link has now been used. For any further change, "
             f"{_app_link(self.service.case_link(done.case_id))}.</p>"
@@ -312,12 +331,39 @@ class OneTouchPages:
 # -- page bodies --------------------------------------------------------------------
 
 
-def _update_body(view: LinkView, token: str, action_path: str, status: str, comment: str,
+@frozen
+class _Choice:
+    """What the assignee chose so far (kept when the page is shown again)."""
+
+    status: str
+    close_reason: str
+    comment: str
+
+
+def _label(workflow: Workflow, name: str) -> str:
+    """A status's label; a name the workflow no longer has is shown as it is."""
+    try:
+        return workflow.status(name).label
+    except InvalidInput:
+        return name
+
+
+def _event_line(workflow: Workflow, event: Event) -> str:
+    if isinstance(event, StatusChanged):
+        what = f"status changed to {_label(workflow, event.to_custom_status)}"
+        if event.close_reason is not None:
+            what += f" ({workflow.close_reason_label(event.close_reason)})"
+        return what
+    return event.kind.replace("_", " ")
+
+
+def _update_body(view: LinkView, token: str, action_path: str, chosen: _Choice,
                  error: str | None) -> str:
     case = view.case
+    workflow = view.workflow
     name = view.customer.name if view.customer is not None else None
     customer = f"{name} ({case.customer_id})" if name else case.customer_id
-    rows = [("Customer", customer), ("Status", case.status.display_name),
+    rows = [("Customer", customer), ("Status", view.status.label),
             ("Priority", case.priority.value.capitalize()), ("Assigned to", view.assignee),
             ("Opened", _when(case.opened_at))]
     if case.reasons:
@@ -328,17 +374,26 @@ def _update_body(view: LinkView, token: str, action_path: str, status: str, comm
         rows.append(("Survey score", f"{view.response.score} of 10"))
     table = "".join(f"<tr><th>{_e(label)}</th><td>{_e(value)}</td></tr>" for label, value in rows)
     events = "".join(
-        f"<li>{_e(_when(event.at))} · {_e(event.kind.replace('_', ' '))} by {_e(event.actor)}"
+        f"<li>{_e(_when(event.at))} · {_e(_event_line(workflow, event))} by {_e(event.actor)}"
         + (f"<div class='said'>{_e(event.comment)}</div>" if event.comment else "")
         + "</li>"
         for event in view.history
     )
     choices = "".join(
-        f"<label class='choice'><input type='radio' name='status' value='{_e(target.value)}' "
-        f"required{' checked' if target.value == status else ''}> {_e(target.display_name)}"
+        f"<label class='choice'><input type='radio' name='status' value='{_e(target.name)}' "
+        f"required{' checked' if target.name == chosen.status else ''}> {_e(target.label)}"
         "</label>"
-        for target in view.allowed
+        for target in view.choices
     )
+    reasons = "".join(
+        f"<label class='choice'><input type='radio' name='close_reason' value='{_e(reason)}'"
+        f"{' checked' if reason == chosen.close_reason else ''}> "
+        f"{_e(workflow.close_reason_label(reason))}</label>"
+        for reason in view.close_reasons
+    )
+    if reasons:  # no script may run here, so the server checks that a closing change has one
+        reasons = (f"<fieldset><legend>If you close the case: why?</legend>{reasons}"
+                   "</fieldset>")
     return (
         (f"<p class='error' role='alert'>{_e(error)}</p>" if error else "")
         + f"<table>{table}</table>"
@@ -346,11 +401,11 @@ def _update_body(view: LinkView, token: str, action_path: str, status: str, comm
         + f"<form method='post' action='{_e(action_path)}'>"
         "<input type='hidden' name='action' value='prepare'>"
         f"<input type='hidden' name='token' value='{_e(token)}'>"
-        f"<fieldset><legend>New status</legend>{choices}</fieldset>"
+        f"<fieldset><legend>New status</legend>{choices}</fieldset>{reasons}"
         "<p><label for='comment'>Comment (required)</label></p>"
         f"<textarea id='comment' name='comment' rows='5' required "
         # A textarea drops one newline right after its start tag; this one, not the comment's.
-        f"maxlength='{MAX_COMMENT_LENGTH}'>\n{_e(comment)}</textarea>"
+        f"maxlength='{MAX_COMMENT_LENGTH}'>\n{_e(chosen.comment)}</textarea>"
         "<button type='submit'>Continue</button></form>"
         f"<p class='note'>This link changes the case once and works until "
         f"{_e(_when(view.expires_at))}. It cannot reassign the case.</p>"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
 from closeloop.errors import (
     CaseNotFound,
@@ -44,7 +44,7 @@ from closeloop.notify.directory import Customer
 from closeloop.onetouch.tokens import ConfirmClaims, LinkClaims, OneTouch, Receipt
 from closeloop.service import CaseService
 from closeloop.validate import check_comment
-from closeloop.workflow import TRANSITIONS, CommentPolicy, allowed_targets, check_transition
+from closeloop.workflow import DEFAULT_WORKFLOW, KINDS, CommentPolicy, Workflow, WorkflowStatus
 
 __all__ = ["VIA", "LinkView", "OneTouchService", "PendingChange"]
 
@@ -53,7 +53,7 @@ VIA = "one-touch"
 #: How many of the latest history events :meth:`OneTouchService.open` returns.
 HISTORY_SHOWN = 5
 #: A one-touch change always needs a comment, whatever the loop's comment policy.
-_COMMENT_ALWAYS = CommentPolicy.for_events(TRANSITIONS.values())
+_COMMENT_ALWAYS = CommentPolicy.for_events(KINDS)
 #: How often confirm re-reads the case after losing a version race to an unrelated change.
 _ATTEMPTS = 3
 #: Event kinds that may happen between prepare and confirm without refusing the
@@ -69,21 +69,31 @@ class LinkView:
     Attributes:
         case: the case as it is now.
         assignee: who the link was sent to (the case's assignee).
-        allowed: the statuses the case may move to, in workflow order. Never an
-            assignee: a link cannot reassign.
+        allowed: the statuses the case may move to, in workflow order, by name (the
+            standard ones as :class:`~closeloop.Status`). Never an assignee: a link
+            cannot reassign.
         expires_at: when the link stops working.
         history: the latest events of the case (at most :data:`HISTORY_SHOWN`), oldest first.
         customer: what the loop's customer directory says about the customer, if anything.
         response: the customer's latest survey response (score, comment), if any.
+        status: the workflow status the case is in (its label is what to show).
+        choices: the statuses of ``allowed``, with their labels.
+        close_reasons: the reasons to choose from when the change closes the case
+            (empty when the workflow has none, or no choice closes the case).
+        workflow: the loop's workflow (labels of statuses and close reasons).
     """
 
     case: Case
     assignee: str
-    allowed: tuple[Status, ...]
+    allowed: tuple[Status | str, ...]
     expires_at: datetime
     history: tuple[Event, ...]
+    status: WorkflowStatus
+    choices: tuple[WorkflowStatus, ...]
     customer: Customer | None = None
     response: ResponseFacts | None = None
+    close_reasons: tuple[str, ...] = ()
+    workflow: Workflow = field(default=DEFAULT_WORKFLOW, repr=False)
 
 
 @frozen
@@ -99,6 +109,9 @@ class PendingChange:
         comment: the comment that goes with the change.
         expires_at: when the confirmation stops working (at most ``confirm_max_age``
             from now, and never after the link itself expires).
+        from_custom_status, to_custom_status: the workflow's names for the two
+            statuses (``from_status`` and ``to_status`` are their categories).
+        close_reason: why the case is closed, when the change closes it.
     """
 
     token: str = field(repr=False)
@@ -107,6 +120,9 @@ class PendingChange:
     to_status: Status
     comment: str
     expires_at: datetime
+    from_custom_status: str = Factory(lambda self: self.from_status.value, takes_self=True)
+    to_custom_status: str = Factory(lambda self: self.to_status.value, takes_self=True)
+    close_reason: str | None = None
 
 
 class OneTouchService:
@@ -123,6 +139,11 @@ class OneTouchService:
     def __init__(self, config: OneTouch, service: CaseService) -> None:
         self.config = config
         self._service = service
+
+    @property
+    def workflow(self) -> Workflow:
+        """The loop's workflow (the pages show its labels and close reasons)."""
+        return self._service.workflow
 
     # -- issuing --------------------------------------------------------------------
 
@@ -155,47 +176,64 @@ class OneTouchService:
         claims = self.config.read_link(token)
         case = self._usable_case(claims)
         history = self._service.history(case.id)[-HISTORY_SHOWN:]
+        current = self._service.current_status(case)
+        choices = self.workflow.allowed(current.name)
+        closing = any(choice.category is Status.CLOSED for choice in choices)
         return LinkView(
             case=case,
             assignee=claims.assignee,
-            allowed=allowed_targets(case.status),
+            allowed=tuple(choice.key for choice in choices),
             expires_at=self._link_expiry(claims),
             history=tuple(history),
+            status=current,
+            choices=choices,
             customer=self._customer(case.customer_id),
             response=self._service.latest_response(case),
+            close_reasons=self.workflow.close_reasons if closing else (),
+            workflow=self.workflow,
         )
 
     def _customer(self, customer_id: str) -> Customer | None:
         found = self._service.customers.lookup(customer_id)
         return found if isinstance(found, Customer) else None
 
-    def prepare(self, token: str, *, status: Status | str, comment: str) -> PendingChange:
+    def prepare(
+        self, token: str, *, status: Status | str, comment: str, close_reason: str | None = None,
+    ) -> PendingChange:
         """Check the change the assignee asks for and return it for confirmation.
 
         Nothing is written. The comment is required, whatever the loop's
-        comment policy.
+        comment policy; ``close_reason`` as for ``loop.set_status``.
 
         Raises:
             TokenInvalid, TokenUsed, TokenExpired: the link does not work (see the
                 module docstring); checked before anything else.
-            InvalidInput: an unknown status, or a comment that is too long.
+            InvalidInput: an unknown status, a missing or unknown close reason, or a
+                comment that is too long.
             TransitionNotAllowed: the workflow does not allow this change now.
             CommentRequired: the comment is missing or blank.
         """
         claims = self.config.read_link(token)
         case = self._usable_case(claims)
-        target = Status.parse(status)
+        target = self.workflow.resolve(status)
         check_comment("comment", comment)
-        check_transition(case.id, case.status, target, comment, _COMMENT_ALWAYS)
+        if close_reason is not None and not isinstance(close_reason, str):
+            raise InvalidInput("close_reason", close_reason, "must be a string or None")
+        current = self._service.current_status(case)
+        self.workflow.check(case.id, current.name, target, comment=comment,
+                            close_reason=close_reason, comment_policy=_COMMENT_ALWAYS)
         now = self._service.now()
         expires_at = min(now + self.config.confirm_max_age, self._link_expiry(claims))
         confirm = ConfirmClaims(
-            link=claims, from_status=case.status, to_status=target, comment=comment,
-            version=case.version, prepared_at=now,
+            link=claims, from_status=case.status, to_status=target.category, comment=comment,
+            version=case.version, prepared_at=now, from_custom_status=case.custom_status,
+            to_custom_status=target.name, close_reason=close_reason,
         )
         return PendingChange(
             token=self.config.sign_confirmation(confirm), case_id=case.id,
-            from_status=case.status, to_status=target, comment=comment, expires_at=expires_at,
+            from_status=case.status, to_status=target.category, comment=comment,
+            expires_at=expires_at, from_custom_status=case.custom_status,
+            to_custom_status=target.name, close_reason=close_reason,
         )
 
     def confirm(self, confirmation_token: str) -> Case:
@@ -223,9 +261,13 @@ class OneTouchService:
             case = self._usable_case(link, expires_at=expires_at, what=what)
             self._check_unchanged(case, claims)
             try:
+                target = self.workflow.status(claims.to_custom_status)
+            except InvalidInput:  # the workflow changed since: prepare again
+                raise TokenInvalid("the workflow no longer has that status") from None
+            try:
                 return self._service.set_status(
-                    case, claims.to_status, by=link.assignee, comment=claims.comment,
-                    via=VIA, consume_link=link.link_id,
+                    case, target, by=link.assignee, comment=claims.comment,
+                    close_reason=claims.close_reason, via=VIA, consume_link=link.link_id,
                 )
             except ConcurrentUpdate:
                 # Most often another confirmation of this same link won.
@@ -244,7 +286,8 @@ class OneTouchService:
         is signed under its own salt, so it can never act as a link or a confirmation.
         """
         return self.config.sign_receipt(Receipt(case_id=case.id, status=case.status,
-                                                at=case.updated_at))
+                                                at=case.updated_at,
+                                                custom_status=case.custom_status))
 
     def done(self, receipt: str) -> Receipt:
         """What a receipt says was done. Reads nothing from the store; changes nothing.
@@ -279,13 +322,15 @@ class OneTouchService:
 
     def _check_unchanged(self, case: Case, claims: ConfirmClaims) -> None:
         """ConcurrentUpdate unless only harmless events happened since ``claims.version``."""
-        if case.version == claims.version and case.status is claims.from_status:
+        same_status = (case.status is claims.from_status
+                       and case.custom_status == claims.from_custom_status)
+        if case.version == claims.version and same_status:
             return
         # The status alone cannot tell Open → Progress → Open from "nothing happened":
         # the events since the signed version can (an event's seq is the version it made).
         since = [event for event in self._service.store.history(case.id)
                  if event.seq > claims.version]
-        if (case.version < claims.version or case.status is not claims.from_status
+        if (case.version < claims.version or not same_status
                 or any(event.kind not in HARMLESS_KINDS for event in since)):
             raise ConcurrentUpdate(case.id, claims.version, case.version)
 

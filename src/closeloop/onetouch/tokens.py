@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import Factory, frozen
 from itsdangerous import BadData, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
@@ -105,6 +105,10 @@ class ConfirmClaims:
     comment: str
     version: int
     prepared_at: datetime
+    #: The workflow's names for the two statuses (default: the categories' values).
+    from_custom_status: str = Factory(lambda self: self.from_status.value, takes_self=True)
+    to_custom_status: str = Factory(lambda self: self.to_status.value, takes_self=True)
+    close_reason: str | None = None
 
 
 @frozen
@@ -114,6 +118,8 @@ class Receipt:
     case_id: str
     status: Status
     at: datetime
+    #: The workflow's name for the status (default: the category's value).
+    custom_status: str = Factory(lambda self: self.status.value, takes_self=True)
 
 
 def _secret_keys(value: Any) -> list[bytes]:
@@ -239,12 +245,21 @@ class OneTouch:
     def sign_confirmation(self, claims: ConfirmClaims) -> str:
         """A confirmation token for ``claims``."""
         link = claims.link
-        return self._confirm.dumps({
+        payload: dict[str, Any] = {
             "i": link.link_id, "c": link.case_id, "a": link.assignee,
             "t": to_seconds(link.issued_at), "f": claims.from_status.value,
             "s": claims.to_status.value, "m": claims.comment, "v": claims.version,
             "p": to_seconds(claims.prepared_at),
-        })
+        }
+        # A workflow's own names and a close reason only when there are any: tokens of
+        # the standard workflow stay as short as they were.
+        if claims.from_custom_status != claims.from_status.value:
+            payload["F"] = claims.from_custom_status
+        if claims.to_custom_status != claims.to_status.value:
+            payload["S"] = claims.to_custom_status
+        if claims.close_reason is not None:
+            payload["r"] = claims.close_reason
+        return self._confirm.dumps(payload)
 
     def read_confirmation(self, token: Any) -> ConfirmClaims:
         """The claims of a confirmation token this configuration signed. Does not judge expiry.
@@ -254,13 +269,18 @@ class OneTouch:
         """
         data = _load(self._confirm, token, MAX_CONFIRM_TOKEN, _CONFIRMATION_NOT_VALID)
         try:
+            from_status, to_status = Status(data["f"]), Status(data["s"])
+            reason = data.get("r")
             return ConfirmClaims(
                 link=_link_claims(data),
-                from_status=Status(data["f"]),
-                to_status=Status(data["s"]),
+                from_status=from_status,
+                to_status=to_status,
                 comment=_text(data["m"]),
                 version=_integer(data["v"]),
                 prepared_at=from_seconds(_integer(data["p"])),
+                from_custom_status=_text(data.get("F", from_status.value)),
+                to_custom_status=_text(data.get("S", to_status.value)),
+                close_reason=None if reason is None else _text(reason),
             )
         except (KeyError, TypeError, ValueError, OverflowError):
             raise TokenInvalid(_CONFIRMATION_NOT_VALID) from None
@@ -270,9 +290,12 @@ class OneTouch:
 
     def sign_receipt(self, receipt: Receipt) -> str:
         """A receipt token for a change already made (shown by the done page; acts on nothing)."""
-        return self._receipt.dumps({
+        payload: dict[str, Any] = {
             "c": receipt.case_id, "s": receipt.status.value, "t": to_seconds(receipt.at),
-        })
+        }
+        if receipt.custom_status != receipt.status.value:
+            payload["S"] = receipt.custom_status
+        return self._receipt.dumps(payload)
 
     def read_receipt(self, token: Any) -> Receipt:
         """The receipt a token carries.
@@ -282,8 +305,10 @@ class OneTouch:
         """
         data = _load(self._receipt, token, MAX_LINK_TOKEN, _RECEIPT_NOT_VALID)
         try:
-            return Receipt(case_id=_text(data["c"]), status=Status(data["s"]),
-                           at=from_seconds(_integer(data["t"])))
+            status = Status(data["s"])
+            return Receipt(case_id=_text(data["c"]), status=status,
+                           at=from_seconds(_integer(data["t"])),
+                           custom_status=_text(data.get("S", status.value)))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise TokenInvalid(_RECEIPT_NOT_VALID) from None
 

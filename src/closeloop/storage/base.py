@@ -237,7 +237,8 @@ class CaseLog(Protocol):
         """Cases due for escalation, oldest opened first (ties in creation order).
 
         A case qualifies when it is not Closed, is overdue
-        (:func:`closeloop.reporting.is_overdue`: ``due_at <= now``) or untouched
+        (:func:`closeloop.reporting.is_overdue`: ``due_at <= now`` and its SLA not
+        paused, ``paused_at`` unset) or untouched
         (``untouched_before`` given and ``updated_at <= untouched_before``), and has
         no "escalated" event at or after ``quiet_since``. At most ``limit`` cases.
         """

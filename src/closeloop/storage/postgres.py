@@ -57,6 +57,7 @@ from closeloop.storage.postgres_report import report_from_postgres
 from closeloop.storage.postgres_schema import check_schema_name, migrate, quoted, schema_version
 from closeloop.storage.rows import (
     CASE_COLUMNS,
+    CASE_PLACEHOLDERS,
     CASE_UPDATE_COLUMNS,
     EVENT_COLUMNS,
     NOTICE_COLUMNS,
@@ -108,7 +109,7 @@ _SQL = {
     "active_cases": "SELECT customer_id, id, version FROM {s}.cases WHERE customer_id = ANY(%s) "
                     "AND status <> 'closed' ORDER BY created_seq",
     "insert_case": f"INSERT INTO {{s}}.cases ({CASE_COLUMNS}) VALUES "
-                   "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                   f"({CASE_PLACEHOLDERS.replace('?', '%s')}) "
                    "ON CONFLICT (id) DO NOTHING RETURNING id",
     # customer_id, opened_at and opened_by never change after opening (see Change).
     "update_case": "UPDATE {s}.cases SET "

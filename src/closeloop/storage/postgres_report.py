@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from attrs import frozen
+
 from closeloop.model import Status
 from closeloop.reporting import (
     AGE_BUCKETS,
@@ -37,6 +39,7 @@ from closeloop.reporting import (
     Report,
     ReportQuery,
     assemble_report,
+    durations,
     nearest_rank,
     summarise,
 )
@@ -77,8 +80,20 @@ def report_from_postgres(conn: Connection[Any], schema: str, query: ReportQuery)
         conn, _FIRST_ACTIONS.format(schema=schema, where=where), params
     )
     recovery = _recovery(conn, schema, where, params)
+    workflow = WorkflowFigures(
+        by_close_reason=_partitioned_durations(
+            conn,
+            f"SELECT c.close_reason AS k, {_micros('c.closed_at', 'c.opened_at')} AS d "
+            f"FROM {schema}.cases AS c WHERE {where} AND c.status = 'closed' "
+            "AND c.close_reason IS NOT NULL",
+            params,
+        ),
+        time_in_status=_partitioned_durations(conn, _STINTS.format(schema=schema, where=where),
+                                              params),
+        business=_business_times(conn, schema, where, params, query),
+    )
     return _assemble(query, groups, by_reason, close_medians, time_to_close,
-                     time_to_first_action, recovery)
+                     time_to_first_action, recovery, workflow)
 
 
 def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
@@ -114,13 +129,14 @@ def _age_filter(index: int) -> str:
 
 
 _GROUPS = """
-    SELECT c.assignee, c.status, count(*),
-        count(*) FILTER (WHERE c.status <> 'closed' AND c.due_at <= %(now)s),
+    SELECT c.assignee, c.status, coalesce(c.custom_status, c.status), count(*),
+        count(*) FILTER (WHERE c.status <> 'closed' AND c.paused_at IS NULL
+            AND c.due_at <= %(now)s),
         count(*) FILTER (WHERE c.status = 'closed' AND c.due_at IS NOT NULL),
         count(*) FILTER (WHERE c.status = 'closed' AND c.closed_at <= c.due_at),
         {aging}
     FROM {schema}.cases AS c WHERE {where}
-    GROUP BY c.assignee, c.status
+    GROUP BY c.assignee, c.status, coalesce(c.custom_status, c.status)
 """
 
 
@@ -191,6 +207,81 @@ def _durations(conn: Connection[Any], values_sql: str, params: dict[str, Any]) -
     )
 
 
+def _partitioned_durations(
+    conn: Connection[Any], values_sql: str, params: dict[str, Any]
+) -> dict[str, Durations]:
+    """:func:`_durations` per key ``k`` of ``values_sql`` (a query giving ``k`` and ``d``)."""
+    rows = conn.execute(
+        f"""
+        SELECT k, rn, n, total, d FROM (
+            SELECT k, d, row_number() OVER (PARTITION BY k ORDER BY d) AS rn,
+                count(*) OVER (PARTITION BY k) AS n, sum(d) OVER (PARTITION BY k) AS total
+            FROM ({values_sql}) AS v
+        ) AS ranked WHERE rn = (n * 50 + 99) / 100 OR rn = (n * 90 + 99) / 100
+        """,
+        params,
+    ).fetchall()
+    at_rank: dict[str, dict[int, int]] = {}
+    totals: dict[str, tuple[int, int]] = {}
+    for key, rank, count, total, value in rows:
+        at_rank.setdefault(key, {})[rank] = int(value)
+        totals[key] = (count, int(total))
+    return {
+        key: summarise(count, total, at_rank[key][nearest_rank(count, 50)],
+                       at_rank[key][nearest_rank(count, 90)])
+        for key, (count, total) in totals.items()
+    }
+
+
+# Each ended stay in a status: from the previous status change (or the opening) to the
+# change that left it, named by that change's from_custom_status (older events: from_status).
+_STINTS = f"""
+    SELECT coalesce(e.data->>'from_custom_status', e.data->>'from_status') AS k,
+        {_micros('e.at', "coalesce(lag(e.at) OVER (PARTITION BY e.case_id ORDER BY e.seq), c.opened_at)")}
+            AS d
+    FROM {{schema}}.cases AS c JOIN {{schema}}.events AS e ON e.case_id = c.id
+    WHERE {{where}} AND e.kind = 'status_changed'
+"""
+
+
+def _business_times(
+    conn: Connection[Any], schema: str, where: str, params: dict[str, Any], query: ReportQuery
+) -> tuple[Durations | None, Durations | None]:
+    """Time to first action and to close in the query's business hours (None without them)."""
+    calendar = query.calendar
+    if calendar is None:
+        return None, None
+    first: list[int] = []
+    close: list[int] = []
+    for opened, acted, closed in conn.execute(
+        f"SELECT c.opened_at, ({_FIRST_ACTION_AT}), c.closed_at "
+        f"FROM {schema}.cases AS c WHERE {where}".format(schema=schema),
+        params,
+    ):
+        if acted is not None:
+            first.append(calendar.between(opened, acted) // MICROSECOND)
+        if closed is not None:
+            close.append(calendar.between(opened, closed) // MICROSECOND)
+    return durations(first), durations(close)
+
+
+@frozen(kw_only=True)
+class WorkflowFigures:
+    """The report's figures about custom statuses, close reasons and business time."""
+
+    by_close_reason: dict[str, Durations]
+    time_in_status: dict[str, Durations]
+    business: tuple[Durations | None, Durations | None]
+
+
+# When the case's first action happened (see closeloop.reporting.first_action_at).
+_FIRST_ACTION_AT = f"""
+    SELECT e.at FROM {{schema}}.events AS e
+    WHERE e.case_id = c.id AND e.seq > 1 AND e.kind IN ({_ACTION_KINDS})
+        AND e.actor <> c.opened_by
+    ORDER BY e.seq LIMIT 1
+"""
+
 _FIRST_ACTIONS = f"""
     SELECT (
         SELECT {_micros('e.at', 'c.opened_at')} FROM {{schema}}.events AS e
@@ -259,19 +350,23 @@ def _assemble(
     time_to_close: Durations,
     time_to_first_action: Durations,
     recovery: Recovery,
+    workflow: WorkflowFigures,
 ) -> Report:
-    """Add up the (assignee, status) groups, then assemble the report."""
+    """Add up the (assignee, status, custom status) groups, then assemble the report."""
     status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+    custom_counts: dict[str, int] = {}
     by_assignee: dict[str, dict[Status, int]] = {}
     unassigned = overdue = closed_with_due = closed_in_time = 0
     aging = [0] * len(AGE_BUCKETS)
-    for assignee, status_value, count, late, with_due, in_time, *ages in groups:
+    for assignee, status_value, custom, count, late, with_due, in_time, *ages in groups:
         status = Status(status_value)
         status_counts[status] += count
+        custom_counts[custom] = custom_counts.get(custom, 0) + count
         if assignee is None:
             unassigned += count
         else:
-            by_assignee.setdefault(assignee, {})[status] = count
+            counts = by_assignee.setdefault(assignee, {})
+            counts[status] = counts.get(status, 0) + count
         overdue += late
         closed_with_due += with_due
         closed_in_time += in_time
@@ -290,4 +385,9 @@ def _assemble(
         closed_with_due=closed_with_due,
         aging=aging,
         recovery=recovery,
+        custom_status_counts=custom_counts,
+        by_close_reason=workflow.by_close_reason,
+        time_in_status=workflow.time_in_status,
+        business_time_to_first_action=workflow.business[0],
+        business_time_to_close=workflow.business[1],
     )

@@ -142,6 +142,15 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX cases_by_priority ON {schema}.cases ((CASE priority WHEN 'urgent' THEN 0
         WHEN 'high' THEN 1 WHEN 'normal' THEN 2 WHEN 'low' THEN 3 END), opened_at, id COLLATE "C");
     """,
+    # Workflows: a team's own status name (NULL when it is the category's, as for every
+    # case written before), the close reason, and when the SLA clock was paused.
+    """
+    ALTER TABLE {schema}.cases ADD COLUMN custom_status text,
+        ADD COLUMN close_reason text, ADD COLUMN paused_at timestamptz;
+    DROP INDEX {schema}.cases_active_due;
+    CREATE INDEX cases_active_due ON {schema}.cases (due_at)
+        WHERE status <> 'closed' AND paused_at IS NULL;
+    """,
 )
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -17,11 +17,12 @@ from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
 from closeloop.errors import StoreError
-from closeloop.model import Case, Event, Notice, Priority, ResponseRecord, Status
-from closeloop.validate import MAX_ID_LENGTH, check_id, thaw
+from closeloop.model import CATEGORY_NAMES, Case, Event, Notice, Priority, ResponseRecord, Status
+from closeloop.validate import MAX_ID_LENGTH, check_id, check_status_name, thaw
 
 __all__ = [
     "CASE_COLUMNS",
+    "CASE_PLACEHOLDERS",
     "EVENT_COLUMNS",
     "NOTICE_COLUMNS",
     "RESPONSE_COLUMNS",
@@ -31,12 +32,14 @@ __all__ = [
 
 CASE_COLUMNS = (
     "id, customer_id, status, assignee, reasons, response_ids, priority, due_at, "
-    "opened_at, updated_at, closed_at, opened_by, version"
+    "opened_at, updated_at, closed_at, opened_by, version, custom_status, close_reason, paused_at"
 )
+#: One placeholder per column of :data:`CASE_COLUMNS` (``?``; a store swaps in its own).
+CASE_PLACEHOLDERS = ", ".join("?" for _ in CASE_COLUMNS.split(","))
 #: The columns an update may change: customer_id, opened_at and opened_by never do.
 CASE_UPDATE_COLUMNS = (
     "status", "assignee", "reasons", "response_ids", "priority", "due_at", "updated_at",
-    "closed_at", "version",
+    "closed_at", "version", "custom_status", "close_reason", "paused_at",
 )
 EVENT_COLUMNS = "kind, case_id, actor, at, seq, comment, via, data"
 _EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
@@ -86,6 +89,10 @@ _UPDATE_VALUE: dict[str, Callable[[RowCodec, Case], Any]] = {
     "closed_at": lambda codec, case: (
         None if case.closed_at is None else codec.time_out(case.closed_at)),
     "version": lambda codec, case: case.version,
+    "custom_status": lambda codec, case: codec._workflow_out(case)[0],
+    "close_reason": lambda codec, case: case.close_reason,
+    "paused_at": lambda codec, case: (
+        None if case.paused_at is None else codec.time_out(case.paused_at)),
 }
 
 
@@ -94,6 +101,13 @@ _PRIORITIES = {priority.value: priority for priority in Priority}
 #: Decoded lists of ids by their JSON text: reasons repeat across most cases.
 _ID_LISTS: dict[str, tuple[str, ...]] = {}
 _ID_LISTS_KEPT = 4096
+
+
+def _status_name(field: str, value: Any) -> str:
+    """``value`` if :func:`~closeloop.validate.check_status_name` accepts it, else ValueError."""
+    if type(value) is not str:
+        raise ValueError(f"{field} is a {type(value).__name__}, not a string")
+    return check_status_name(field, value)
 
 
 def _id(field: str, value: Any) -> str:
@@ -123,7 +137,8 @@ def _corrupt(kind: str, key: Any, exc: Exception) -> StoreError:
 
 #: The case fields :meth:`RowCodec.case_from_row` decodes, in the order it passes them.
 _DECODED = ("id", "customer_id", "status", "assignee", "reasons", "response_ids", "priority",
-            "due_at", "opened_at", "updated_at", "closed_at", "opened_by", "version")
+            "due_at", "opened_at", "updated_at", "closed_at", "opened_by", "version",
+            "custom_status", "close_reason", "paused_at")
 _SETTERS = tuple(getattr(Case, name).__set__ for name in _DECODED)
 def _default_of(field: attrs.Attribute[Any]) -> Callable[[], Any]:
     default: Any = field.default
@@ -146,8 +161,8 @@ def _case(values: tuple[Any, ...]) -> Case:
     Unrolled on purpose: a loop over the setters costs twice as much, on every case read.
     """
     case: Case = object.__new__(Case)
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _SETTERS
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12 = values
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15 = _SETTERS
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15 = values
     s0(case, v0)
     s1(case, v1)
     s2(case, v2)
@@ -161,6 +176,9 @@ def _case(values: tuple[Any, ...]) -> Case:
     s10(case, v10)
     s11(case, v11)
     s12(case, v12)
+    s13(case, v13)
+    s14(case, v14)
+    s15(case, v15)
     if _REST:
         for setter, make in _REST:
             setter(case, make())
@@ -199,7 +217,7 @@ class RowCodec:
             self.ids_out(case.reasons), self.ids_out(case.response_ids), case.priority.value,
             self._optional_out(case.due_at), self.time_out(case.opened_at),
             self.time_out(case.updated_at), self._optional_out(case.closed_at),
-            case.opened_by, case.version,
+            case.opened_by, case.version, *self._workflow_out(case),
         )
 
     def case_update_row(self, case: Case) -> tuple[Any, ...]:
@@ -208,8 +226,14 @@ class RowCodec:
             case.status.value, case.assignee, self.ids_out(case.reasons),
             self.ids_out(case.response_ids), case.priority.value,
             self._optional_out(case.due_at), self.time_out(case.updated_at),
-            self._optional_out(case.closed_at), case.version,
+            self._optional_out(case.closed_at), case.version, *self._workflow_out(case),
         )
+
+    def _workflow_out(self, case: Case) -> tuple[Any, Any, Any]:
+        # custom_status is NULL when it is the category's own name (every case of the
+        # standard workflow), so rows written before the column existed read the same.
+        custom = None if case.custom_status == case.status.value else case.custom_status
+        return custom, case.close_reason, self._optional_out(case.paused_at)
 
     def case_update_values(self, case: Case, columns: Sequence[str]) -> tuple[Any, ...]:
         """The values of some of :data:`CASE_UPDATE_COLUMNS`, in the order given.
@@ -232,19 +256,32 @@ class RowCodec:
         """
         try:
             (case_id, customer_id, status, assignee, reasons, response_ids, priority, due_at,
-             opened_at, updated_at, closed_at, opened_by, version) = row
+             opened_at, updated_at, closed_at, opened_by, version, custom_status, close_reason,
+             paused_at) = row
             status = _STATUSES[status]
             closed = self._optional_in(closed_at)
+            paused = self._optional_in(paused_at)
             if (status is Status.CLOSED) != (closed is not None):
                 raise ValueError("closed_at must be set exactly when the status is closed")
+            if close_reason is not None and status is not Status.CLOSED:
+                raise ValueError("close_reason is set only while the case is closed")
+            if paused is not None and status is Status.CLOSED:
+                raise ValueError("paused_at is set only while the case is not closed")
             if type(version) is not int or version < 1:
                 raise ValueError(f"version {version!r} is not a positive integer")
+            # NULL (or the category's own name) is the category's name: see _workflow_out.
+            custom = status.value if custom_status is None else _status_name(
+                "custom_status", custom_status)
+            if custom in CATEGORY_NAMES:
+                custom = status.value
             return _case((
                 _id("id", case_id), _id("customer_id", customer_id), status,
                 None if assignee is None else _id("assignee", assignee),
                 self._ids("reasons", reasons), self._ids("response_ids", response_ids),
                 _PRIORITIES[priority], self._optional_in(due_at), self.time_in(opened_at),
                 self.time_in(updated_at), closed, _id("opened_by", opened_by), version,
+                custom, None if close_reason is None else _status_name("close_reason", close_reason),
+                paused,
             ))
         except _NOT_OURS as exc:
             raise _corrupt("case", row[0], exc) from exc

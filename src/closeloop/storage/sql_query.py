@@ -47,7 +47,8 @@ def overdue_sql(now: str) -> str:
 
     Never NULL, so ``NOT (…)`` is its exact complement.
     """
-    return f"(status <> 'closed' AND due_at IS NOT NULL AND due_at <= {now})"
+    return (f"(status <> 'closed' AND paused_at IS NULL AND due_at IS NOT NULL "
+            f"AND due_at <= {now})")
 
 
 @frozen

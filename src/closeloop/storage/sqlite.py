@@ -47,6 +47,7 @@ from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.storage.base_store import BaseStore
 from closeloop.storage.rows import (
     CASE_COLUMNS,
+    CASE_PLACEHOLDERS,
     CASE_UPDATE_COLUMNS,
     EVENT_COLUMNS,
     NOTICE_COLUMNS,
@@ -284,8 +285,7 @@ class SQLiteStore(BaseStore):
         if change.expected_version is None:
             try:
                 conn.execute(
-                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({CASE_PLACEHOLDERS})",
                     CODEC.case_row(case),
                 )
             except sqlite3.IntegrityError:

@@ -15,8 +15,14 @@ that the reporting migration creates:
   that streams through the covering index ``cases_report`` in its own order.
 - **Percentiles** (nearest rank): ``ORDER BY duration LIMIT 1 OFFSET rank - 1``
   walks the expression index ``cases_time_to_close`` (or
-  ``cases_time_to_first_action``) to the rank; per assignee, one such walk in
-  ``cases_time_to_close_by_assignee``.
+  ``cases_time_to_first_action``) to the rank, from the nearer end (the p90
+  from the top); per assignee, one such walk in
+  ``cases_time_to_close_by_assignee``, and per close reason two in
+  ``cases_time_to_close_by_reason``.
+- **Time in each status** comes from ``status_stints``, one row per status
+  change (how long the case had been in the status it left), which a trigger
+  writes with the event: counts, sums and two walks per status in
+  ``status_stints_by_status``.
 - **Time to first action** reads ``cases.first_action_at``, which a trigger sets
   when the first qualifying event is written.
 - **Means** are exact: durations are summed in integer microseconds per group;
@@ -45,6 +51,7 @@ from closeloop.reporting import (
     Report,
     ReportQuery,
     assemble_report,
+    durations,
     nearest_rank,
     summarise,
 )
@@ -69,6 +76,13 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
             conn, _TIME_TO_FIRST_ACTION, where, params, groups.first_action
         )
         medians = _close_medians(conn, where, params, groups.closed_by_assignee)
+        by_close_reason = {
+            reason: _durations(conn, _TIME_TO_CLOSE_BY_REASON, where,
+                               {**params, "close_reason": reason}, totals)
+            for reason, totals in groups.by_close_reason.items()
+        }
+        time_in_status = _time_in_status(conn, where, params)
+        business = _business_times(conn, where, params, query)
         recovery = _recovery(conn, where, params)
     except BaseException:
         if conn.in_transaction:  # never mask the real error with a failing COMMIT
@@ -89,6 +103,11 @@ def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
         closed_with_due=groups.closed_with_due,
         aging=groups.aging,
         recovery=recovery,
+        custom_status_counts=groups.custom_status_counts,
+        by_close_reason=by_close_reason,
+        time_in_status=time_in_status,
+        business_time_to_first_action=business[0],
+        business_time_to_close=business[1],
     )
 
 
@@ -129,14 +148,14 @@ def _sum(duration: str, split: bool) -> str:
 # something (overdue and aging for groups that are not Closed, the rest for Closed
 # ones): a FILTER per status would cost more than the counts it saves.
 _GROUPS = """
-    SELECT c.assignee, c.reasons, c.status, count(*),
-        count(*) FILTER (WHERE c.due_at <= :now), count(c.due_at),
+    SELECT c.assignee, c.reasons, c.status, c.custom_status, c.close_reason, count(*),
+        count(*) FILTER (WHERE c.due_at <= :now AND c.paused_at IS NULL), count(c.due_at),
         count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
         count(c.first_action_at), {first_action_sum},
         {younger}
     FROM cases AS c INDEXED BY cases_report
     WHERE {where}
-    GROUP BY c.assignee, c.reasons, c.status
+    GROUP BY c.assignee, c.reasons, c.status, c.custom_status, c.close_reason
 """
 
 
@@ -174,10 +193,17 @@ class _Groups:
         self.close = [0, 0]  # count, total µs
         self.first_action = [0, 0]
         self.aging = [0] * len(AGE_BUCKETS)
-        for assignee, reasons, status_value, count, late, with_due, in_time, *rest in rows:
+        self.custom_status_counts: Counter[str] = Counter()
+        self.by_close_reason: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for assignee, reasons, status_value, custom, close_reason, count, *rest in rows:
+            late, with_due, in_time, close_s, close_us, acted, act_s, act_us, *younger = rest
             status = Status(status_value)
-            close_s, close_us, acted, act_s, act_us, *younger = rest
             self.status_counts[status] += count
+            self.custom_status_counts[custom or status_value] += count
+            if close_reason is not None and status is Status.CLOSED:
+                totals = self.by_close_reason[close_reason]
+                totals[0] += count
+                totals[1] += _micros(close_s, close_us)
             if assignee is None:
                 self.unassigned += count
             else:
@@ -203,6 +229,11 @@ class _Groups:
 
 # (duration expression, the condition that it exists, the index ordered by it)
 _TIME_TO_CLOSE = ("c.closed_at - c.opened_at", "c.closed_at IS NOT NULL", "cases_time_to_close")
+_TIME_TO_CLOSE_BY_REASON = (
+    "c.closed_at - c.opened_at",
+    "c.close_reason = :close_reason AND c.closed_at IS NOT NULL",
+    "cases_time_to_close_by_reason",
+)
 _TIME_TO_FIRST_ACTION = (
     "c.first_action_at - c.opened_at",
     "c.first_action_at IS NOT NULL",
@@ -210,15 +241,28 @@ _TIME_TO_FIRST_ACTION = (
 )
 
 
+def _walk(rank: int, count: int) -> tuple[str, int]:
+    """The direction and OFFSET that reach ``rank`` (1-based, ascending) of ``count`` values.
+
+    An index walk costs one step per row skipped, so a rank in the upper half (the
+    p90) is reached from the top: the value at rank ``r`` ascending is the one at
+    rank ``count - r + 1`` descending, ties included.
+    """
+    if rank > count // 2:
+        return "DESC", count - rank
+    return "", rank - 1
+
+
 def _at_rank(
     conn: sqlite3.Connection, source: tuple[str, str, str], where: str, params: dict[str, Any],
-    rank: int,
+    rank: int, count: int,
 ) -> int:
     duration, exists, index = source
+    direction, offset = _walk(rank, count)
     (value,) = conn.execute(
         f"SELECT {duration} FROM cases AS c INDEXED BY {index} WHERE {exists} AND {where} "
-        f"ORDER BY {duration} LIMIT 1 OFFSET :offset",
-        {**params, "offset": rank - 1},
+        f"ORDER BY {duration} {direction} LIMIT 1 OFFSET :offset",
+        {**params, "offset": offset},
     ).fetchone()
     return int(value)
 
@@ -231,7 +275,8 @@ def _durations(
     if count == 0:
         return Durations(count=0)
     median, p90 = (
-        _at_rank(conn, source, where, params, nearest_rank(count, percent)) for percent in (50, 90)
+        _at_rank(conn, source, where, params, nearest_rank(count, percent), count)
+        for percent in (50, 90)
     )
     return summarise(count, total_us, median, p90)
 
@@ -251,6 +296,69 @@ def _close_medians(
                 {**params, "median_of": name, "offset": nearest_rank(count, 50) - 1},
             ).fetchone()
     return medians
+
+
+def _time_in_status(
+    conn: sqlite3.Connection, where: str, params: dict[str, Any]
+) -> dict[str, Durations]:
+    """Per status, the ended stays in it (``status_stints``, written by a trigger).
+
+    Without a filter, counts, sums and ranks all come from the covering index
+    ``status_stints_by_status``; with one, each stay is joined to its case.
+    """
+    join = "" if where == "1" else " JOIN cases AS c ON c.id = s.case_id"
+    filtered = "" if where == "1" else f" AND {where}"
+    found: dict[str, Durations] = {}
+    for split in (False, True):
+        try:
+            rows = conn.execute(
+                f"SELECT s.status, count(*), {_sum('s.took', split)} FROM status_stints AS s "
+                f"INDEXED BY status_stints_by_status{join} WHERE 1{filtered} GROUP BY s.status",
+                params,
+            ).fetchall()
+            break
+        except sqlite3.OperationalError as exc:
+            if split or "integer overflow" not in str(exc):
+                raise
+    for status, count, seconds, micros in rows:
+        walks = (_walk(nearest_rank(count, percent), count) for percent in (50, 90))
+        median, p90 = (
+            conn.execute(
+                f"SELECT s.took FROM status_stints AS s INDEXED BY status_stints_by_status{join} "
+                f"WHERE s.status = :stint_status{filtered} ORDER BY s.took {direction} "
+                "LIMIT 1 OFFSET :offset",
+                {**params, "stint_status": status, "offset": offset},
+            ).fetchone()[0]
+            for direction, offset in walks
+        )
+        found[status] = summarise(count, _micros(seconds, micros), median, p90)
+    return found
+
+
+def _business_times(
+    conn: sqlite3.Connection, where: str, params: dict[str, Any], query: ReportQuery
+) -> tuple[Durations | None, Durations | None]:
+    """Time to first action and to close in the query's business hours (None without them).
+
+    Business time depends on the calendar's zone and holidays, which SQL does not
+    know, so the three times of each case that has either come out in one pass
+    and the calendar measures them.
+    """
+    calendar = query.calendar
+    if calendar is None:
+        return None, None
+    first: list[int] = []
+    close: list[int] = []
+    for opened, acted, closed in conn.execute(
+        "SELECT c.opened_at, c.first_action_at, c.closed_at FROM cases AS c "
+        f"WHERE (c.first_action_at IS NOT NULL OR c.closed_at IS NOT NULL) AND {where}",
+        params,
+    ):
+        if acted is not None:
+            first.append(calendar.between_us(opened, acted))
+        if closed is not None:
+            close.append(calendar.between_us(opened, closed))
+    return durations(first), durations(close)
 
 
 # Each customer's latest close, then their first response after it; only for those

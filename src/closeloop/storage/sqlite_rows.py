@@ -16,6 +16,7 @@ from closeloop.storage.rows import RESPONSE_COLUMNS, RowCodec
 
 __all__ = [
     "CODEC",
+    "FILL_STATUS_STINTS",
     "INSERT_RESPONSE",
     "MIGRATIONS",
     "UPDATE_RESPONSE",
@@ -26,6 +27,19 @@ __all__ = [
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+
+#: Fills ``status_stints`` from the status changes already written: the workflow
+#: migration runs it, and so may a bulk load that bypasses the trigger (bench/report.py).
+FILL_STATUS_STINTS = """
+    INSERT INTO status_stints (case_id, seq, status, took)
+    SELECT e.case_id, e.seq,
+        coalesce(json_extract(e.data, '$.from_custom_status'), json_extract(e.data, '$.from_status')),
+        e.at - coalesce(
+            (SELECT p.at FROM events AS p WHERE p.case_id = e.case_id AND p.seq < e.seq
+                AND p.kind = 'status_changed' ORDER BY p.seq DESC LIMIT 1),
+            (SELECT c.opened_at FROM cases AS c WHERE c.id = e.case_id))
+    FROM events AS e WHERE e.kind = 'status_changed'
+"""
 
 #: Schema migrations; entry ``n`` takes ``user_version`` from ``n`` to ``n + 1``.
 MIGRATIONS: Sequence[str] = (
@@ -189,6 +203,43 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX cases_by_assignee_priority ON cases (assignee, urgency, opened_at, id);
     CREATE INDEX cases_by_priority ON cases (urgency, opened_at, id);
     """,
+    # Workflows (closeloop.workflow.Workflow): a team's own status name (NULL when it is
+    # the category's, as for every case written before), the close reason, and when the
+    # SLA clock was paused. The report index takes the new columns so the report's one
+    # GROUP BY still streams from a covering index. `status_stints` holds, per status
+    # change, how long the case had been in the status it left (for time in each
+    # status); a trigger writes it in the same transaction as the event.
+    """
+    ALTER TABLE cases ADD COLUMN custom_status TEXT;
+    ALTER TABLE cases ADD COLUMN close_reason TEXT;
+    ALTER TABLE cases ADD COLUMN paused_at INTEGER;
+    DROP INDEX cases_report;
+    CREATE INDEX cases_report ON cases (assignee, reasons, status, custom_status, close_reason,
+        opened_at, due_at, closed_at, first_action_at, paused_at);
+    CREATE INDEX cases_time_to_close_by_reason ON cases
+        (close_reason, closed_at - opened_at, opened_at, assignee, reasons)
+        WHERE close_reason IS NOT NULL;
+    CREATE TABLE status_stints (
+        case_id TEXT NOT NULL REFERENCES cases (id),
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        took INTEGER NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    ) WITHOUT ROWID;
+    {fill_status_stints};
+    CREATE INDEX status_stints_by_status ON status_stints (status, took);
+    CREATE TRIGGER cases_status_stint AFTER INSERT ON events
+    WHEN NEW.kind = 'status_changed'
+    BEGIN
+        INSERT INTO status_stints (case_id, seq, status, took) VALUES (NEW.case_id, NEW.seq,
+            coalesce(json_extract(NEW.data, '$.from_custom_status'),
+                     json_extract(NEW.data, '$.from_status')),
+            NEW.at - coalesce(
+                (SELECT p.at FROM events AS p WHERE p.case_id = NEW.case_id AND p.seq < NEW.seq
+                    AND p.kind = 'status_changed' ORDER BY p.seq DESC LIMIT 1),
+                (SELECT c.opened_at FROM cases AS c WHERE c.id = NEW.case_id)));
+    END;
+    """.replace("{fill_status_stints}", FILL_STATUS_STINTS.strip()),
 )
 
 def to_micros(value: datetime) -> int:

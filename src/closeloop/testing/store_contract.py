@@ -32,6 +32,7 @@ from closeloop.testing.outbox_contract import OutboxContract
 from closeloop.testing.query_contract import QueryContract
 from closeloop.testing.report_contract import ReportContract
 from closeloop.testing.response_update_contract import ResponseUpdateContract
+from closeloop.testing.workflow_contract import WorkflowStoreContract
 
 __all__ = ["StoreContract", "make_case", "make_notice", "make_record", "opened_change"]
 
@@ -95,7 +96,9 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
     return evolve(case, updated_at=at, version=case.version + 1, **changes)
 
 
-class StoreContract(ResponseUpdateContract, OutboxContract, ReportContract, QueryContract):
+class StoreContract(
+    ResponseUpdateContract, OutboxContract, ReportContract, QueryContract, WorkflowStoreContract
+):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
     Subclass and provide a ``store`` fixture returning a fresh, empty store.
