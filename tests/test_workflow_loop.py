@@ -255,3 +255,23 @@ def test_cli_shows_custom_statuses_and_close_reasons(
     table = cli(capsys, "report")
     assert any(line.split()[:4] == ["custom", "status", "waiting", "1"]
                for line in table.splitlines())
+
+
+def test_lists_filter_on_custom_statuses(
+    loop: CloseLoop, cli: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cases(status="waiting"), CaseQuery(custom_status=…), count() and --status waiting agree."""
+    from closeloop import CaseQuery
+
+    waiting, progress, open_ = (detractor(loop, f"r-{n}") for n in range(3))
+    loop.set_status(waiting, "waiting", by="alice")
+    loop.set_status(progress, Status.PROGRESS, by="alice")
+    assert [c.id for c in loop.cases(status="waiting")] == [waiting]
+    assert [c.id for c in loop.cases(status="Progress")] == [waiting, progress]  # the category
+    listed = loop.page(CaseQuery(custom_status=["waiting", "open"])).cases  # same opened_at:
+    assert sorted(c.id for c in listed) == sorted([waiting, open_])          # ties by id
+    assert loop.count(CaseQuery(custom_status="waiting")).by_status[Status.PROGRESS] == 1
+    with pytest.raises(InvalidInput, match="status"):
+        loop.cases(status="on-hold")
+    listed = json.loads(cli(capsys, "cases", "--status", "waiting", "--format", "json"))
+    assert [c["id"] for c in listed] == [waiting]

@@ -24,6 +24,7 @@ from closeloop.intake import (
 )
 from closeloop.links import Links
 from closeloop.model import (
+    CATEGORY_NAMES,
     Assigned,
     Case,
     Commented,
@@ -352,17 +353,27 @@ class CloseLoop:
     ) -> list[Case]:
         """Cases matching every filter given, oldest first.
 
-        ``cases(assignee="alice")`` is Alice's home page. For more filters, other
-        orders, pages and counts, see :meth:`page` and :meth:`count`.
+        ``cases(assignee="alice")`` is Alice's home page. ``status`` is a category
+        (a :class:`Status` or its value, any case) or, with a :class:`Workflow`, one of
+        its status names (``status="waiting"``). For more filters, other orders, pages
+        and counts, see :meth:`page` and :meth:`count`.
         """
         check_optional_id("assignee", assignee)
         check_optional_id("customer_id", customer_id)
-        wanted = None if status is None else Status.parse(status)
         if limit is not None:
             check_int("limit", limit)
-        return self.store.find(
-            assignee=assignee, status=wanted, customer_id=customer_id, limit=limit
-        )
+        if status is None or isinstance(status, Status) or (
+            isinstance(status, str) and status.lower() in CATEGORY_NAMES
+        ):
+            wanted = None if status is None else Status.parse(status)
+            return self.store.find(
+                assignee=assignee, status=wanted, customer_id=customer_id, limit=limit
+            )
+        named = self.workflow.resolve(status)  # a team's own status: InvalidInput if unknown
+        found = [case for case in self.store.find(assignee=assignee, status=named.category,
+                                                  customer_id=customer_id)
+                 if case.custom_status == named.name]
+        return found if limit is None else found[:limit]
 
     def page(
         self, query: CaseQuery | None = None, *, after: str | None = None, size: int = 50

@@ -51,6 +51,7 @@ from closeloop.validate import (
     MAX_ID_LENGTH,
     attrs_validator,
     check_optional_id,
+    check_status_name,
     optional_aware_datetime,
 )
 
@@ -207,6 +208,15 @@ def _statuses(value: Status | str | Iterable[Status | str] | None) -> frozenset[
     return _members("status", Status.parse, value)
 
 
+def _status_name(value: Any, field_name: str) -> str:
+    name: str = check_status_name(field_name, value)
+    return name
+
+
+def _custom_statuses(value: str | Iterable[str] | None) -> frozenset[str] | None:
+    return _members("custom_status", _status_name, value)
+
+
 def _priorities(value: Priority | str | Iterable[Priority | str] | None) -> frozenset[Priority] | None:
     return _members("priority", Priority.parse, value)
 
@@ -241,8 +251,12 @@ class CaseQuery:
 
     Attributes:
         assignee: only this user's cases; :data:`UNASSIGNED` for cases nobody holds.
-        status: only cases in this status, or in any of these statuses
+        status: only cases in this status category, or in any of these
             (``status=["open", "progress"]`` is everything not Closed).
+        custom_status: only cases in this workflow status (``case.custom_status``, see
+            :class:`~closeloop.workflow.Workflow`), or in any of these:
+            ``custom_status="waiting"``. In the standard workflow it is the category's
+            value, as ``status``.
         priority: only cases of this priority, or of any of these.
         reason: only cases with this reason (trigger name) among their reasons.
         customer_id: only this customer's cases.
@@ -262,6 +276,7 @@ class CaseQuery:
 
     assignee: str | Unassigned | None = field(default=None, converter=_assignee)
     status: frozenset[Status] | None = field(default=None, converter=_statuses)
+    custom_status: frozenset[str] | None = field(default=None, converter=_custom_statuses)
     priority: frozenset[Priority] | None = field(default=None, converter=_priorities)
     reason: str | None = field(default=None, validator=attrs_validator(check_optional_id))
     customer_id: str | None = field(default=None, validator=attrs_validator(check_optional_id))
@@ -289,6 +304,7 @@ class CaseQuery:
         return (
             (wanted is None or case.assignee == (None if wanted is UNASSIGNED else wanted))
             and (self.status is None or case.status in self.status)
+            and (self.custom_status is None or case.custom_status in self.custom_status)
             and (self.priority is None or case.priority in self.priority)
             and (self.reason is None or self.reason in case.reasons)
             and (self.customer_id is None or case.customer_id == self.customer_id)

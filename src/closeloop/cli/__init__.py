@@ -56,7 +56,7 @@ __all__ = ["build_parser", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PIPE = 0, 1, 2, 141
 #: Library fields that come straight from an option: a refusal is the user's usage error.
 _OPTION_OF_FIELD = {"assignee": "--assignee", "customer_id": "--customer", "reason": "--reason",
-                    "fallback": "--fallback", "limit": "--limit"}
+                    "fallback": "--fallback", "limit": "--limit", "status": "--status"}
 
 
 def _version() -> str:
@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     cases = command("cases", "list cases, e.g. an assignee's home page", ("table", "json", "csv"))
     cases.add_argument("--assignee", type=parse_name, help="only this assignee's cases (default: all)")
     cases.add_argument("--status", type=parse_status,
-                       help="only this status: open, progress or closed, any case (default: all)")
+                       help="only this status: open, progress or closed, any case, or one of "
+                            "your workflow's statuses, e.g. waiting (default: all)")
     cases.add_argument("--customer", type=parse_name, help="only this customer's cases (default: all)")
     cases.add_argument("--limit", type=parse_limit, help="at most this many cases (default: all)")
 

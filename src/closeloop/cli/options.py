@@ -24,6 +24,7 @@ from closeloop.errors import CloseLoopError, InvalidInput, StoreError
 from closeloop.loop import CloseLoop
 from closeloop.model import Status
 from closeloop.rules import parse_duration
+from closeloop.validate import check_status_name
 
 __all__ = [
     "Instant",
@@ -75,14 +76,20 @@ def parse_duration_option(text: str) -> timedelta:
             f"{text} is not a duration: {exc.reason}") from None
 
 
-def parse_status(text: str) -> Status:
-    """A status by value or display name, in any case: ``closed``, ``Closed``, ``CLOSED``."""
+def parse_status(text: str) -> Status | str:
+    """A status by value or display name, in any case: ``closed``, ``Closed``, ``CLOSED``;
+    or a workflow's own status name (``waiting``), which the app's loop then checks."""
     try:
         return Status.parse(text.strip())
     except InvalidInput:
+        pass
+    try:
+        return check_status_name("status", text.strip().lower())
+    except InvalidInput:
         names = ", ".join(s.value for s in Status)
         raise argparse.ArgumentTypeError(
-            f"{text} is not a status; choose from {names} (any case)") from None
+            f"{text} is not a status; choose from {names} (any case) or your workflow's "
+            "status names") from None
 
 
 def parse_name(text: str) -> str:

@@ -128,9 +128,10 @@ def _filters(
     elif query.assignee is not None:
         where.append(f"assignee = {p}")
         params.append(query.assignee)
-    # Filters on a set of values (enums or plain strings); a custom-status filter is one
-    # more pair here.
-    for column, values in (("status", query.status), ("priority", query.priority)):
+    # Filters on a set of values (enums or plain strings). custom_status is stored as
+    # NULL when it is the category's own name, hence the coalesce.
+    for column, values in (("status", query.status), ("priority", query.priority),
+                           ("coalesce(custom_status, status)", query.custom_status)):
         if values is not None:
             ordered = sorted(str(value) for value in values)
             written = d.not_leading.format(column) if paging else column

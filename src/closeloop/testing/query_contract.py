@@ -117,6 +117,7 @@ def _expected(cases: list[Case], comments: dict[str, list[str | None]], query: C
             or (case.assignee is None if query.assignee is UNASSIGNED
                 else case.assignee == query.assignee),
             query.status is None or case.status in query.status,
+            query.custom_status is None or case.custom_status in query.custom_status,
             query.priority is None or case.priority in query.priority,
             query.reason is None or query.reason in case.reasons,
             query.customer_id is None or case.customer_id == query.customer_id,
@@ -147,6 +148,10 @@ _SERIAL = itertools.count()
 def _stored_cases(draw: st.DrawFn) -> tuple[Case, str | None, str | None]:
     """A random case (unique id whose order varies), its opening comment and a later one."""
     status = draw(st.sampled_from(Status))
+    # A team's own status on top of the category now and then (Workflow: "waiting" is a
+    # Progress status, "archived" a Closed one).
+    custom = draw(st.sampled_from([status.value, {Status.OPEN: "open", Status.PROGRESS: "waiting",
+                                                  Status.CLOSED: "archived"}[status]]))
     opened = T0 + draw(st.integers(0, 4)) * M
     updated = opened + draw(st.integers(0, 3)) * M
     due = draw(st.none() | st.integers(-2, 2).map(lambda hours: T0 + hours * H))
@@ -157,7 +162,7 @@ def _stored_cases(draw: st.DrawFn) -> tuple[Case, str | None, str | None]:
         assignee=draw(st.sampled_from([None, "alice", "bob", "Ålice"])),
         reasons=draw(st.lists(st.sampled_from(["detractor", "contact"]), unique=True)),
         priority=draw(st.sampled_from(Priority)), due_at=due,
-        closed_at=updated if status is Status.CLOSED else None,
+        closed_at=updated if status is Status.CLOSED else None, custom_status=custom,
     )
     texts = st.sampled_from(["Slow delivery", "SLOW", "refund please", "Ärger", ""])
     return case, draw(st.none() | texts), draw(st.none() | texts)
@@ -179,6 +184,8 @@ def _queries(draw: st.DrawFn) -> CaseQuery:
     return CaseQuery(
         assignee=draw(_sometimes(st.sampled_from([UNASSIGNED, "alice", "Ålice", "nobody"]))),
         status=draw(_sometimes(st.frozensets(st.sampled_from(Status), min_size=1))),
+        custom_status=draw(_sometimes(st.frozensets(
+            st.sampled_from(["open", "progress", "waiting", "closed", "archived"]), min_size=1))),
         priority=draw(_sometimes(st.frozensets(st.sampled_from(Priority), min_size=1))),
         reason=draw(_sometimes(st.sampled_from(["detractor", "contact"]))),
         customer_id=draw(_sometimes(st.just("c1"))),
@@ -192,17 +199,6 @@ def _queries(draw: st.DrawFn) -> CaseQuery:
 
 class QueryContract:
     """Case lists every :class:`~closeloop.storage.Store` must get right (see the module)."""
-
-    def corrupt_case(self) -> Callable[[Store, str, str, Any], bool] | None:
-        """Override for a store that decodes rows: write a raw value into a stored case.
-
-        Return a function ``(store, case_id, field, value) -> bool`` that writes
-        ``value`` as the raw column value of the case's ``field`` (a datetime in the
-        store's own time representation), bypassing the store, and returns ``False``
-        if the database refused it. The default (``None``) skips the test: a store
-        that keeps the Case objects themselves has no rows to damage.
-        """
-        return None
 
     @pytest.fixture
     def sample(self, store: Store) -> Iterator[Store]:
