@@ -275,3 +275,20 @@ def test_lists_filter_on_custom_statuses(
         loop.cases(status="on-hold")
     listed = json.loads(cli(capsys, "cases", "--status", "waiting", "--format", "json"))
     assert [c["id"] for c in listed] == [waiting]
+
+
+def test_notices_name_the_workflow_status(store: Store, clock: FixedClock) -> None:
+    """Notices show a team's status by its label, before and after a change, not the category."""
+    from closeloop.notify import Channel
+
+    team = MemoryNotifier()
+    loop = CloseLoop(store=store, clock=clock, workflow=WORKFLOW, notifiers={
+        "team": Channel(team, people=True, events=("status_changed",), recipient="cx-lead")})
+    case_id = loop.open_case("c-1", by="agent").id
+    loop.set_status(case_id, "waiting", by="alice")
+    loop.assign(case_id, to="bob", by="alice")
+    loop.set_status(case_id, Status.PROGRESS, by="bob")
+    moved, assigned, resumed = team.sent
+    assert "Waiting on customer" in moved.subject + moved.text
+    assert "Waiting on customer" in assigned.text
+    assert "Progress (was Waiting on customer)" in resumed.subject

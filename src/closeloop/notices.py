@@ -73,15 +73,21 @@ def _note(event: Event) -> Note | None:
 
 
 def event_content(
-    event: Event, case: Case, responses: Mapping[str, ResponseRecord], links: Links
+    event: Event,
+    case: Case,
+    responses: Mapping[str, ResponseRecord],
+    links: Links,
+    facts: Callable[[Case], CaseFacts] = CaseFacts.from_case,
+    label: Callable[[str], str] = str.capitalize,
 ) -> NoticeContent | None:
     """The case-event notice for ``event`` (``case`` as the change leaves it), or ``None``.
 
     ``responses`` are the response records the change wrote, by id (for the score).
     Comments and one-touch changes never make a case event; a status change to
-    Closed is ``"closed"``, any other ``"status_changed"``.
+    Closed is ``"closed"``, any other ``"status_changed"``. ``facts`` shows the case
+    (the loop's workflow names its status) and ``label`` a status name.
     """
-    base = NoticeContent(kind="opened", case=CaseFacts.from_case(case), actor=event.actor,
+    base = NoticeContent(kind="opened", case=facts(case), actor=event.actor,
                          created_at=event.at, via=event.via, links=links, seq=event.seq)
     if isinstance(event, Opened):
         if event.via == "trigger" and case.response_ids:
@@ -92,7 +98,8 @@ def event_content(
         return evolve(base, kind="assigned", note=_note(event))
     if isinstance(event, StatusChanged):
         kind = "closed" if event.to_status is Status.CLOSED else "status_changed"
-        return evolve(base, kind=kind, note=_note(event), from_status=event.from_status)
+        return evolve(base, kind=kind, note=_note(event), from_status=event.from_status,
+                      from_status_label=label(event.from_custom_status))
     if isinstance(event, Escalated):
         return evolve(base, kind="escalated", why=event.why)
     if isinstance(event, ResponseAttached):
@@ -112,6 +119,8 @@ class NoticeWriter:
             writer's delivery lease when it delivers right after the commit (the
             rows are its own until then), else zero (a worker takes them at once).
         case_page: the app's page for a case, or ``None`` (the links of case events).
+        facts: the case as notices show it (the loop's workflow labels its status).
+        label: a status name as notices show it.
     """
 
     def __init__(
@@ -120,8 +129,12 @@ class NoticeWriter:
         new_id: Callable[[], str],
         hold: timedelta,
         case_page: Callable[[str], str | None],
+        facts: Callable[[Case], CaseFacts] = CaseFacts.from_case,
+        label: Callable[[str], str] = str.capitalize,
     ) -> None:
         self.channels = dict(channels)
+        self._facts = facts
+        self._label = label
         self._new_id = new_id
         self._hold = hold
         self._case_page = case_page
@@ -148,7 +161,8 @@ class NoticeWriter:
         links = Links(case_page=self._case_page(change.case.id))
         written: list[Notice] = []
         for event in change.events:
-            content = event_content(event, change.case, responses, links)
+            content = event_content(event, change.case, responses, links, self._facts,
+                                    self._label)
             names = self._subscribed.get(content.kind, []) if content is not None else []
             if content is not None and names:
                 targets = [(name, self.channels[name].recipient) for name in names]

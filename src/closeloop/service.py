@@ -120,7 +120,7 @@ class CaseService:
         self._new_id = new_id
         self.notices = NoticeWriter(
             outbox.channels, self.new_id, outbox.lease if deliver_notices else timedelta(0),
-            links.case_page,
+            links.case_page, self.case_facts, self.status_label,
         )
         outbox.on_abandoned = self.record_failed_notice
 
@@ -236,6 +236,19 @@ class CaseService:
         self.commit(change)
         return change.case
 
+    def case_facts(self, case: Case) -> CaseFacts:
+        """``case`` as notices show it: its workflow status's name (when its own) and label."""
+        custom = None if case.custom_status == case.status.value else case.custom_status
+        return CaseFacts.from_case(case, custom_status=custom,
+                                   status_label=self.current_status(case).label)
+
+    def status_label(self, name: str) -> str:
+        """How to show the workflow status ``name`` (as it is, if the workflow lost it)."""
+        try:
+            return self.workflow.status(name).label
+        except InvalidInput:
+            return name.capitalize()
+
     def current_status(self, case: Case) -> WorkflowStatus:
         """The workflow status ``case`` is in.
 
@@ -315,7 +328,7 @@ class CaseService:
         customer's. The links are those :meth:`Links.for_notice` gives ``to``.
         """
         content = NoticeContent(
-            kind=kind, case=CaseFacts.from_case(case), actor=actor, created_at=now, via=via,
+            kind=kind, case=self.case_facts(case), actor=actor, created_at=now, via=via,
             note=Note(text=note, by=actor) if note else None, response=response,
             links=self.links.for_notice(case, to), why=why,
         )

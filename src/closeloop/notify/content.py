@@ -212,6 +212,7 @@ class NoticeContent:
         response: the customer's survey response (score and comment), when the
             notice comes from one (a trigger opened the case, a response was attached).
         links: the one-touch Change link and the app's case page, each optional.
+        from_status_label: how to show ``from_status`` (a workflow status's label).
         from_status: for ``status_changed`` and ``closed``, the status before
             (the case's status is the one after).
         why: for ``escalated``, ``"overdue"`` or ``"untouched"``.
@@ -229,6 +230,7 @@ class NoticeContent:
     response: ResponseFacts | None = None
     links: Links = field(factory=Links)
     from_status: str | None = field(default=None, converter=_optional_status_value)
+    from_status_label: str | None = field(default=None)
     why: str | None = field(default=None, validator=attrs_validator(check_optional_id))
     seq: int | None = field(default=None, validator=attrs_validator(_optional_seq))
 
