@@ -254,7 +254,7 @@ class PostgresStore(BaseStore):
 
     def _new_pool(self) -> ConnectionPool[Any]:
         assert self._dsn is not None
-        return ConnectionPool(
+        pool: ConnectionPool[Any] = ConnectionPool(
             self._dsn,
             min_size=1,
             max_size=self.pool_size,
@@ -264,6 +264,13 @@ class PostgresStore(BaseStore):
             name=f"closeloop-{self.schema}",
             open=True,
         )
+        # Wait for the first connection here: otherwise the first caller waits for it,
+        # and the pool, seeing a waiting caller, opens a second connection in the
+        # background at some later moment (with a draw from the `random` module, which
+        # property-based tests running alongside must not see).
+        with self._translated("opening the connection pool"):
+            pool.wait(self.timeout)
+        return pool
 
     def _pool_here(self) -> ConnectionPool[Any]:
         if self._pid == os.getpid() or self._dsn is None:
