@@ -48,13 +48,19 @@ from closeloop.model import (
     ResponseUpdated,
     Status,
     SurveyResponse,
+    evolve_trusted,
+    trusted,
 )
 from closeloop.notify.content import ResponseFacts
 from closeloop.response_content import changed_fields, response_content
 from closeloop.service import CaseService, draft
 from closeloop.storage.base import Change, ResponseUpdate
 from closeloop.triggers import Match, Trigger, TriggerExplanation, TriggerSet, due_at
-from closeloop.validate import check_positive_int, check_positive_timedelta
+from closeloop.validate import (
+    check_positive_int,
+    check_positive_timedelta,
+    optional_stored_datetime,
+)
 
 __all__ = ["BacktestSummary", "Decision", "Dedupe", "IngestOutcome", "IngestSummary"]
 
@@ -303,14 +309,14 @@ class Intake:
                 else:
                     duplicates.append((response.id, seen[response.id].case_id))
                 continue
-            contents[response.id] = response_content(response)
+            said = contents[response.id] = response_content(response)
             match = self.triggers.evaluate(response)
             if match is None:
-                ignored.append(self._record(response, "ignored", None, now))
+                ignored.append(self._record(response, "ignored", None, now, said))
                 outcome[response.id] = ("ignore", None)
                 continue
             target = self.dedupe.target(latest.get(response.customer_id), now)
-            change = self._change(response, match, target, now)
+            change = self._change(response, match, target, now, said)
             changes.append(change)
             latest[response.customer_id] = change.case
             kind = "open" if change.expected_version is None else "attach"
@@ -427,13 +433,16 @@ class Intake:
         )
 
     def _change(
-        self, response: SurveyResponse, match: Match, target: Case | None, now: datetime
+        self, response: SurveyResponse, match: Match, target: Case | None, now: datetime,
+        content: str | None = None,
     ) -> Change:
+        """The change ``response`` makes; ``content`` is its :func:`response_content`, if known."""
         if target is not None:
-            return self._attach(response, match, target, now)
-        return self._open(response, match, now)
+            return self._attach(response, match, target, now, content)
+        return self._open(response, match, now, content)
 
-    def _attach(self, response: SurveyResponse, match: Match, case: Case, now: datetime) -> Change:
+    def _attach(self, response: SurveyResponse, match: Match, case: Case, now: datetime,
+                content: str | None = None) -> Change:
         drafts = [draft(
             ResponseAttached, actor=match.trigger.name, comment=response.comment, via="trigger",
             response_id=response.id, reasons=match.reasons,
@@ -452,23 +461,29 @@ class Intake:
             reasons=tuple(dict.fromkeys((*case.reasons, *match.reasons))),
             **fields,
         )
-        return evolve(change, responses=(self._record(response, "attached", case.id, now),))
+        return evolve(change, responses=(
+            self._record(response, "attached", case.id, now, content),))
 
-    def _open(self, response: SurveyResponse, match: Match, now: datetime) -> Change:
+    def _open(self, response: SurveyResponse, match: Match, now: datetime,
+              content: str | None = None) -> Change:
         service = self.service
         trigger = match.trigger
-        case = Case(
-            id=service.new_id(), customer_id=response.customer_id, status=Status.OPEN,
-            opened_at=now, updated_at=now, opened_by=trigger.name, version=1,
-            reasons=match.reasons, response_ids=(response.id,), priority=match.priority,
-            due_at=due_at(trigger, response, now, service.calendar),
-            custom_status=service.workflow.initial_status.name,
-            paused_at=now if service.workflow.initial_status.pauses_sla else None,
-        )
+        initial = service.workflow.initial_status
+        # Every value comes from a validated response, trigger, clock or id factory (and a
+        # due date inside the stored range), so the case is built without validators again.
+        case = trusted(Case, {
+            "id": service.new_id(), "customer_id": response.customer_id, "status": Status.OPEN,
+            "opened_at": now, "updated_at": now, "opened_by": trigger.name, "version": 1,
+            "reasons": tuple(match.reasons), "response_ids": (response.id,),
+            "priority": match.priority,
+            "due_at": optional_stored_datetime(
+                "due_at", due_at(trigger, response, now, service.calendar)),
+            "custom_status": initial.name, "paused_at": now if initial.pauses_sla else None,
+        })
         drafts = [draft(Opened, actor=trigger.name, comment=response.comment, via="trigger")]
         assignee = trigger.route(response, service.store)
         if assignee is not None:
-            case = evolve(case, assignee=assignee)
+            case = evolve_trusted(case, assignee=assignee)
             drafts.append(draft(Assigned, actor=trigger.name, via="trigger", assignee=assignee))
         change = service.opening(case, *drafts)
         notices: tuple[Notice, ...] = ()
@@ -479,7 +494,7 @@ class Intake:
             )
         return evolve(
             change, notices=notices,
-            responses=(self._record(response, "opened", case.id, now),),
+            responses=(self._record(response, "opened", case.id, now, content),),
             sole_active_case=self.dedupe.mode != "none",
         )
 
@@ -489,12 +504,16 @@ class Intake:
         outcome: Literal["opened", "attached", "ignored"],
         case_id: str | None,
         now: datetime,
+        content: str | None = None,
     ) -> ResponseRecord:
-        return ResponseRecord(
-            response_id=response.id, customer_id=response.customer_id, outcome=outcome,
-            received_at=now, submitted_at=response.submitted_at or now, score=response.score,
-            case_id=case_id, content=response_content(response),
-        )
+        # From a validated response, the checked clock and a case id closeloop made:
+        # built without running the validators again (this is on every ingest's path).
+        return trusted(ResponseRecord, {
+            "response_id": response.id, "customer_id": response.customer_id, "outcome": outcome,
+            "received_at": now, "submitted_at": response.submitted_at or now,
+            "score": response.score, "case_id": case_id,
+            "content": response_content(response) if content is None else content,
+        })
 
     @staticmethod
     def _checked_batch(responses: Sequence[SurveyResponse]) -> list[SurveyResponse]:

@@ -403,6 +403,11 @@ class FrozenDict(Mapping[str, Any]):
 
 def thaw(value: Any) -> Any:
     """Plain JSON data from frozen answers: FrozenDicts to dicts, tuples to lists."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value  # the common leaves, without the costlier checks below
+    if kind is FrozenDict:
+        return {key: thaw(item) for key, item in value._items.items()}
     if isinstance(value, Mapping):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

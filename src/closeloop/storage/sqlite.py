@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from closeloop.errors import (
     CaseNotFound,
@@ -261,12 +261,30 @@ class SQLiteStore(BaseStore):
         ignored: Sequence[ResponseRecord] = (),
         updated: Sequence[ResponseUpdate] = (),
     ) -> None:
+        if len(changes) > 1 and all(change.consume_link is None for change in changes):
+            try:
+                with self._write() as conn:
+                    _apply_batch(conn, changes)
+                    self._record_responses(conn, changes, ignored, updated)
+                return
+            except _Irregular:
+                pass  # rolled back: write it change by change, which says what went wrong
         with self._write() as conn:
             for change in changes:
                 self._apply(conn, change)
-            if ignored:
-                _record_ignored(conn, ignored, {r.response_id for c in changes for r in c.responses})
-            for update in updated:  # one by one, to name the one that changed meanwhile
+            self._record_responses(conn, changes, ignored, updated)
+
+    @staticmethod
+    def _record_responses(
+        conn: sqlite3.Connection,
+        changes: Sequence[Change],
+        ignored: Sequence[ResponseRecord],
+        updated: Sequence[ResponseUpdate],
+    ) -> None:
+        """The batch's ignored responses and response updates, after its changes."""
+        if ignored:
+            _record_ignored(conn, ignored, {r.response_id for c in changes for r in c.responses})
+        for update in updated:  # one by one, to name the one that changed meanwhile
                 row = CODEC.response_update_row(update.old, update.new)
                 if conn.execute(UPDATE_RESPONSE, row).rowcount != 1:
                     raise ConcurrentUpdate(update.old.case_id, None, None,
@@ -593,6 +611,91 @@ class SQLiteStore(BaseStore):
 
 
 # -- rows -------------------------------------------------------------------------------
+
+
+class _Irregular(Exception):
+    """The batched write met something to report precisely (a taken id, a lost race)."""
+
+
+_INSERT_CASE = f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({CASE_PLACEHOLDERS})"
+_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_NOTICE = f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+
+
+def _apply_batch(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """Write a batch with one statement per kind of row (an ingest of 500 responses).
+
+    The rules of :meth:`SQLiteStore._apply` hold for the whole batch, checked in bulk:
+    the sole-open-case rule against the stored cases and the batch's own, in order;
+    new cases, events, notices and response records inserted with ``executemany``
+    (any id already taken is an IntegrityError); updates in the batch's order, runs of
+    the same statement together, every one of them required to hit its row. Anything
+    irregular raises :class:`_Irregular`, and the caller rolls back and writes the
+    batch change by change, which raises the precise error.
+    """
+    _check_sole_active(conn, changes)
+    new = [change.case for change in changes if change.expected_version is None]
+    try:
+        if new:
+            conn.executemany(_INSERT_CASE, [CODEC.case_row(case) for case in new])
+        run: list[tuple[Any, ...]] = []
+        statement = ""
+        for change in changes:
+            if change.expected_version is None:
+                continue
+            case = change.case
+            if change.fields is None:
+                this, values = _UPDATE_CASE, CODEC.case_update_row(case)
+            else:
+                this, columns = _narrow_update(change.fields)
+                values = CODEC.case_update_values(case, columns)
+            if this != statement and run:
+                _update_all(conn, statement, run)
+                run = []
+            statement = this
+            run.append((*values, case.id, change.expected_version))
+        if run:
+            _update_all(conn, statement, run)
+        conn.executemany(_INSERT_EVENT, [CODEC.event_row(event) for change in changes
+                                         for event in change.events])
+        notices = [CODEC.notice_row(notice) for change in changes for notice in change.notices]
+        if notices:
+            conn.executemany(_INSERT_NOTICE, notices)
+        records = [CODEC.response_row(record) for change in changes for record in change.responses]
+        if records:
+            conn.executemany(INSERT_RESPONSE, records)
+    except sqlite3.IntegrityError:
+        raise _Irregular from None
+
+
+def _update_all(conn: sqlite3.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    if conn.executemany(statement, rows).rowcount != len(rows):
+        raise _Irregular  # a case changed (or vanished) since it was read
+
+
+def _check_sole_active(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """The sole-open-case rule for every new case of the batch that asks for it, at once."""
+    customers = {c.case.customer_id for c in changes if c.sole_active_case}
+    if not customers:
+        return
+    active: dict[str, set[str]] = {}  # customer -> their cases not Closed, as the batch goes
+    wanted = sorted(customers)
+    for start in range(0, len(wanted), 500):  # stay under SQLite's parameter limit
+        chunk = wanted[start : start + 500]
+        for customer, case_id in conn.execute(
+            "SELECT customer_id, id FROM cases WHERE status != 'closed' AND customer_id IN "
+            f"({', '.join('?' * len(chunk))})", chunk,
+        ):
+            active.setdefault(customer, set()).add(case_id)
+    for change in changes:
+        case = change.case
+        held = active.setdefault(case.customer_id, set())
+        if change.sole_active_case and held - {case.id}:
+            raise _Irregular  # the slow path names the case that holds the customer
+        if case.status is Status.CLOSED:
+            held.discard(case.id)
+        else:
+            held.add(case.id)
 
 
 def _record_ignored(
