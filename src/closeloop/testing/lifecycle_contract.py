@@ -43,7 +43,7 @@ GONE = "cust-gone"
 SECRETS = (
     "first-comment-of-gone", "answer-of-gone", "late-comment-of-gone", "second-comment-of-gone",
     "assign-note-about-gone", "agent-comment-about-gone", "closing-comment-about-gone",
-    "promoter-comment-of-gone", "self-opened-by-gone",
+    "promoter-comment-of-gone", "self-opened-by-gone", "bounce-about-gone",
 )
 #: Another customer, whose data an erasure of GONE must leave alone.
 STAYS = "cust-stays"
@@ -103,6 +103,8 @@ def _history_of_gone(loop: CloseLoop, clock: FixedClock) -> list[str]:
     other = loop.ingest(SurveyResponse(id="r-4", customer_id=STAYS, score=3, comment=STAYING))
     assert other is not None
     assert loop.deliver_pending(limit=1).sent == 1  # one notice sent, the others pending
+    # A notifier's reason for giving up a notice may quote what it was about.
+    loop.service.record_failed_notice(loop.store.find_notices(case_ids=[first.id])[0], SECRETS[9])
     clock.advance(hours=1)
     return [first.id, second.id, other.id]
 
