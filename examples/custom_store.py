@@ -78,8 +78,11 @@ class _State:
             for change in entry["commit"]["changes"]:
                 case = structure(change["case"], Case)
                 self.cases[case.id] = case  # an existing key keeps its place
-                self.events.setdefault(case.id, []).extend(
-                    structure_event(event) for event in change["events"])
+                events = [structure_event(event) for event in change["events"]]
+                if change.get("redacts"):  # an erasure: the whole history, redacted
+                    self.events[case.id] = events
+                else:
+                    self.events.setdefault(case.id, []).extend(events)
                 for data in change["notices"]:
                     notice = structure(data, Notice)
                     self.notices[notice.id] = notice
@@ -96,7 +99,7 @@ class _State:
                 stored = self.responses[record.response_id]  # replacing keeps its place
                 self.responses[record.response_id] = evolve(
                     stored, outcome=record.outcome, case_id=record.case_id, score=record.score,
-                    content=record.content)
+                    content=record.content, customer_id=record.customer_id)
         elif "notices" in entry:
             for data in entry["notices"]:
                 notice = structure(data, Notice)
@@ -119,6 +122,7 @@ def _commit_entry(
                 "notices": [unstructure(notice) for notice in change.notices],
                 "responses": [unstructure(record) for record in change.responses],
                 "consume_link": change.consume_link,
+                "redacts": change.redacts,
             }
             for change in changes
         ],
@@ -241,11 +245,16 @@ class FileStore(BaseStore):
                 if (ids is None or record.response_id in ids)
                 and (customers is None or record.customer_id in customers)]
 
-    def pending_notices(self) -> list[Notice]:
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        cases = None if case_ids is None else set(case_ids)
         with self._mutex:
-            pending = [n for n in self._read().notices.values()
-                       if n.sent_at is None and n.failed_at is None]
-        return sorted(pending, key=lambda notice: (notice.created_at, notice.id))
+            notices = list(self._read().notices.values())
+        found = [n for n in notices
+                 if (cases is None or n.case_id in cases)
+                 and not (pending_only and (n.sent_at is not None or n.failed_at is not None))]
+        return sorted(found, key=lambda notice: (notice.created_at, notice.id))
 
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
         with self._exclusive():

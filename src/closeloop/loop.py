@@ -6,9 +6,11 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from attrs import evolve
 
+from closeloop import lifecycle
 from closeloop.calendar import BusinessHours
 from closeloop.cursor import decode_cursor, encode_cursor
 from closeloop.errors import InvalidInput, NothingToChange
@@ -22,6 +24,7 @@ from closeloop.intake import (
     IngestSummary,
     Intake,
 )
+from closeloop.lifecycle import Erasure, PurgeSummary
 from closeloop.links import Links
 from closeloop.model import (
     CATEGORY_NAMES,
@@ -49,6 +52,7 @@ from closeloop.storage.base import Store
 from closeloop.storage.memory import MemoryStore
 from closeloop.triggers import Trigger, TriggerSet
 from closeloop.validate import (
+    aware_datetime,
     check_bool,
     check_callable,
     check_comment,
@@ -579,6 +583,82 @@ class CloseLoop:
         )
         self.service.commit(change)
         return change.case
+
+    # -- personal data ------------------------------------------------------------
+
+    def erase_customer(self, customer_id: str, *, by: str, dry_run: bool = False) -> Erasure:
+        """Erase the customer's personal data from everything closeloop keeps ("erase me").
+
+        In one atomic batch: the customer id becomes one random pseudonym
+        (``erased-…``) in every case and response record of theirs; every comment
+        in their cases' histories, their responses' content, and the customer's
+        words in notices about their cases are removed; notices still pending are
+        cancelled, never sent; each case gets an ``erased`` event (actor ``by``).
+        Times, statuses, scores, reasons and user ids stay, so every report
+        figure is exactly as before. Calling it again finds nothing under the id
+        and writes nothing. See :mod:`closeloop.redaction` for what is kept where,
+        and docs/security.md for backups and database files.
+
+        ``dry_run`` says what would be erased and writes nothing.
+
+        Example::
+
+            erasure = loop.erase_customer("c-42", by="dpo@crm.example")
+            erasure.cases, erasure.pseudonym        # (3, 'erased-5f0c…')
+
+        Raises:
+            InvalidInput: ``customer_id`` or ``by`` is not an id; nothing is written.
+            ConcurrentUpdate: the customer's records kept changing while being
+                erased; what was committed is consistent, and calling again finishes.
+        """
+        check_id("customer_id", customer_id)
+        check_id("by", by)
+        check_bool("dry_run", dry_run)
+        return lifecycle.erase_customer(self.service, customer_id, by=by, dry_run=dry_run)
+
+    def export_customer(self, customer_id: str) -> dict[str, Any]:
+        """Everything closeloop holds on the customer, as plain data ("what do you hold on me").
+
+        Their cases, each with its full history and the notices about it, and their
+        survey responses (with what they answered), as dicts, lists, strings,
+        numbers and ``None`` that :func:`json.dumps` writes as they are (times as
+        ISO 8601). A customer closeloop knows nothing about gives empty lists.
+
+        Example::
+
+            Path("c-42.json").write_text(json.dumps(loop.export_customer("c-42"), indent=2))
+
+        Raises:
+            InvalidInput: ``customer_id`` is not an id.
+        """
+        check_id("customer_id", customer_id)
+        return lifecycle.export_customer(self.service, customer_id)
+
+    def purge(self, closed_before: datetime, *, by: str, dry_run: bool = False) -> PurgeSummary:
+        """The retention rule: erase every customer all of whose data is older than ``closed_before``.
+
+        A customer is erased (as :meth:`erase_customer` does) when every case of
+        theirs was closed before ``closed_before`` and every response of theirs
+        received before it (see :mod:`closeloop.retention`); one with a case still
+        open, or newer, keeps all of their data until that ages out too. Run it
+        from a scheduler (``closeloop purge --closed-before …``); a second run with
+        the same date erases nothing. Reports are exactly as before.
+
+        Example::
+
+            loop.purge(loop.now() - timedelta(days=730), by="retention-job")
+
+        Raises:
+            InvalidInput: ``closed_before`` is not an aware datetime or is later than
+                now, or ``by`` is not an id; nothing is written.
+        """
+        aware_datetime("closed_before", closed_before)
+        check_id("by", by)
+        check_bool("dry_run", dry_run)
+        if closed_before > self.now():
+            raise InvalidInput("closed_before", closed_before,
+                               "must not be later than now (a retention date is in the past)")
+        return lifecycle.purge(self.service, closed_before, by=by, dry_run=dry_run)
 
     # -- notices ------------------------------------------------------------------
 

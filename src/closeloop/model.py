@@ -37,6 +37,7 @@ __all__ = [
     "Assigned",
     "Case",
     "Commented",
+    "Erased",
     "Escalated",
     "Event",
     "Notice",
@@ -369,9 +370,29 @@ class NoticeFailed(_EventBase):
     recipient: str | None = field(default=None, validator=attrs_validator(check_optional_id))
 
 
+@frozen(kw_only=True)
+class Erased(_EventBase):
+    """The customer's personal data in this case was erased (``actor`` did it).
+
+    Appended by :meth:`CloseLoop.erase_customer <closeloop.CloseLoop.erase_customer>`
+    (``why="request"``) or :meth:`CloseLoop.purge <closeloop.CloseLoop.purge>`
+    (``why="retention"``) after every other event of the case was redacted. It
+    holds no personal data, is not a first action, and leaves ``updated_at`` as
+    it was: reports read the case as before.
+    """
+
+    kind: Literal["erased"] = "erased"
+    why: Literal["request", "retention"] = field(default="request")
+
+    @why.validator
+    def _check_why(self, attribute: Any, value: Any) -> None:
+        if value not in ("request", "retention"):
+            raise InvalidInput("why", value, "must be 'request' or 'retention'")
+
+
 Event: TypeAlias = (
     Opened | Assigned | StatusChanged | Commented | ResponseAttached | ResponseUpdated | Escalated
-    | NoticeFailed
+    | NoticeFailed | Erased
 )
 
 #: Event class by its ``kind``.
@@ -384,6 +405,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "response_updated": ResponseUpdated,
     "escalated": Escalated,
     "notice_failed": NoticeFailed,
+    "erased": Erased,
 }
 
 

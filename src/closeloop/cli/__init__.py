@@ -8,6 +8,9 @@ Usage::
     closeloop deliver  --app myapp:make_loop [--limit 100]
     closeloop rules check RULES.toml [--responses export.jsonl]   (see closeloop.cli.rules)
     closeloop worker   --app myapp:make_loop [--deliver-every 5] [--escalate-every PT5M]
+    closeloop erase    (--db … | --app …) CUSTOMER --by dpo [--dry-run] [--vacuum]
+    closeloop export   (--db … | --app …) CUSTOMER [--dry-run] [--output FILE]
+    closeloop purge    (--db … | --app …) --closed-before 2024-12-01 --by job [--dry-run]
     closeloop --version
 
 ``--db`` opens a SQLite file with a bare loop (no notifier: notices wait in the
@@ -18,8 +21,8 @@ Exit codes: 0 success; 1 the work failed (an empty, foreign or damaged database,
 a store error, a notice that could not be delivered); 2 bad usage (an unknown or
 malformed option, a missing database file, a bad ``--app``), the message naming
 the option as typed. A closed pipe (``closeloop cases | head -1``) ends the
-command quietly with 141, as a Unix tool ended by SIGPIPE. ``report``, ``cases``
-and ``escalate --dry-run`` never write to the database.
+command quietly with 141, as a Unix tool ended by SIGPIPE. ``report``, ``cases``,
+``export`` and every ``--dry-run`` never write to the database.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from closeloop.cli.options import (
     parse_status,
 )
 from closeloop.cli.output import case_rows, csv_text, json_text, report_metrics, report_rows, table
+from closeloop.cli.personal import PERSONAL_COMMANDS, add_personal_options, run_personal_command
 from closeloop.cli.rules import add_rules_command
 from closeloop.cli.worker import WORKER_HELP, add_worker_options, run_worker_command
 from closeloop.errors import CloseLoopError, InvalidInput
@@ -56,7 +60,8 @@ __all__ = ["build_parser", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PIPE = 0, 1, 2, 141
 #: Library fields that come straight from an option: a refusal is the user's usage error.
 _OPTION_OF_FIELD = {"assignee": "--assignee", "customer_id": "--customer", "reason": "--reason",
-                    "fallback": "--fallback", "limit": "--limit", "status": "--status"}
+                    "fallback": "--fallback", "limit": "--limit", "status": "--status",
+                    "by": "--by", "closed_before": "--closed-before"}
 
 
 def _version() -> str:
@@ -137,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="deliver at most this many notices (default: 100)")
     add_rules_command(commands)
     add_worker_options(command("worker", WORKER_HELP, ("table", "json")))
+    for name, help_text in PERSONAL_COMMANDS.items():
+        add_personal_options(name, command(name, help_text, ("table", "json")))
     return parser
 
 
@@ -152,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except InvalidInput as exc:
         option = _OPTION_OF_FIELD.get(exc.field)
+        if exc.field == "customer_id" and args.command in ("erase", "export"):
+            option = "CUSTOMER"
         if option is None:
             print(f"closeloop {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -188,6 +197,8 @@ def _run(args: argparse.Namespace) -> int:
             return _deliver(loop, args)
         if args.command == "worker":
             return run_worker_command(loop, args)
+        if args.command in PERSONAL_COMMANDS:
+            return run_personal_command(loop, args)
         found = loop.cases(assignee=args.assignee, status=args.status, customer_id=args.customer,
                            limit=args.limit)
         _emit(args.format, case_rows(found), found)
@@ -202,7 +213,7 @@ def _open_loop(args: argparse.Namespace) -> CloseLoop:
     if args.command in ("deliver", "worker"):
         raise UsageError("--app is required: a loop opened from --db alone has no notifier to "
                          "deliver with (give --app module:function returning your CloseLoop)")
-    read_only = args.command in ("report", "cases") or (args.command == "escalate" and args.dry_run)
+    read_only = args.command in ("report", "cases", "export") or getattr(args, "dry_run", False)
     check_database(args.db, read_only=read_only)
     return CloseLoop(store=SQLiteStore(args.db), deliver_notices=False)
 

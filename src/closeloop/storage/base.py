@@ -12,7 +12,8 @@ The ports, each a :class:`typing.Protocol`:
 - :class:`Outbox`: notices waiting to be delivered;
 - :class:`LinkLedger`: which one-touch links have been used;
 - :class:`Rotations`: round-robin positions;
-- :class:`ReportSource`: the facts a report is computed from, and the report.
+- :class:`ReportSource`: the facts a report is computed from, and the report;
+- :class:`Retention`: which customers the retention rule erases.
 
 :class:`Store` is all of them together. A third-party store subclasses
 :class:`~closeloop.storage.BaseStore`, which builds most of these methods from a
@@ -40,6 +41,7 @@ __all__ = [
     "ReportSource",
     "ResponseLog",
     "ResponseUpdate",
+    "Retention",
     "Rotations",
     "Store",
     "check_change",
@@ -89,6 +91,14 @@ class Change:
             have set besides ``updated_at`` and ``version`` (which always change), or
             ``None`` when any may have. A hint: a store may write only those columns
             (fewer index updates) or ignore it and write the whole row.
+        redacts: an erasure of personal data (:mod:`closeloop.lifecycle`), the only
+            change to its case in its batch. ``case`` replaces the stored row whole,
+            ``customer_id``, ``opened_at`` and ``opened_by`` included;
+            ``events`` are the case's **whole** history (``seq`` 1 to
+            ``case.version``) and replace the stored one; each of ``notices``
+            replaces the stored notice with the same id (or is written, if there is
+            none). The version check is as for any update; ``responses``,
+            ``consume_link`` and ``sole_active_case`` are unset.
     """
 
     case: Case
@@ -99,6 +109,7 @@ class Change:
     sole_active_case: bool = False
     consume_link: str | None = None
     fields: frozenset[str] | None = None
+    redacts: bool = False
 
 
 def _same_response(instance: ResponseUpdate, attribute: object, new: ResponseRecord) -> None:
@@ -112,11 +123,12 @@ class ResponseUpdate:
     """A compare-and-swap of one recorded response: ``old`` as it was read becomes ``new``.
 
     It commits only if the stored record still has ``old``'s ``content``,
-    ``outcome`` and ``case_id``; otherwise the whole
+    ``outcome``, ``case_id`` and ``customer_id``; otherwise the whole
     :meth:`CaseLog.commit_many` fails with ConcurrentUpdate (``response_id`` set):
     another process updated the response first. ``new`` has the same
-    ``response_id``; a store writes its ``outcome``, ``case_id``, ``score`` and
-    ``content`` (the other fields stay as first recorded).
+    ``response_id``; a store writes its ``outcome``, ``case_id``, ``score``,
+    ``content`` and ``customer_id`` (an erasure replaces the customer id by a
+    pseudonym); ``submitted_at`` and ``received_at`` stay as first recorded.
     """
 
     old: ResponseRecord
@@ -124,9 +136,10 @@ class ResponseUpdate:
 
     def still_current(self, stored: ResponseRecord | None) -> bool:
         """Whether ``stored`` is still the record this update was computed from."""
-        return stored is not None and (stored.content, stored.outcome, stored.case_id) == (
-            self.old.content, self.old.outcome, self.old.case_id
-        )
+        old = self.old
+        return stored is not None and (
+            stored.content, stored.outcome, stored.case_id, stored.customer_id
+        ) == (old.content, old.outcome, old.case_id, old.customer_id)
 
 
 def counts_as_active(case: Case) -> bool:
@@ -156,6 +169,8 @@ class CaseLog(Protocol):
       used raises :class:`~closeloop.errors.TokenUsed`; a response id already
       recorded raises ConcurrentUpdate with ``response_id`` set, and so does a
       :class:`ResponseUpdate` whose record changed since it was read.
+    - A change that ``redacts`` (an erasure of personal data) replaces the case's
+      row, history and notices instead of adding to them: see :attr:`Change.redacts`.
     - Stores do not validate event numbering: the service calls
       :func:`check_change` before a change reaches the store.
     - Reads return what was committed, never a half-written change. Times come
@@ -270,6 +285,19 @@ class ResponseLog(Protocol):
         """The recorded responses among ``response_ids``, by id (unknown ids are absent)."""
         ...
 
+    def find_responses(
+        self,
+        *,
+        response_ids: Sequence[str] | None = None,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[ResponseRecord]:
+        """Recorded responses, in the order they were recorded; ``None`` for a filter means any.
+
+        ``customer_ids`` keeps only those customers' responses (what an export or an
+        erasure of a customer reads).
+        """
+        ...
+
 
 @runtime_checkable
 class Outbox(Protocol):
@@ -310,6 +338,17 @@ class Outbox(Protocol):
 
     def pending_notices(self) -> list[Notice]:
         """Every notice neither delivered nor abandoned, oldest first (for inspection and tests)."""
+        ...
+
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        """Stored notices, delivered, pending or given up, oldest first (``created_at``, ``id``).
+
+        ``case_ids`` keeps only the notices about those cases (what an export or an
+        erasure of a customer reads); ``pending_only`` only those neither delivered
+        nor given up.
+        """
         ...
 
 
@@ -361,13 +400,36 @@ class ReportSource(Protocol):
 
 
 @runtime_checkable
-class Store(CaseLog, ResponseLog, Outbox, LinkLedger, Rotations, ReportSource, Protocol):
+class Retention(Protocol):
+    """Protocol: which customers the retention rule erases (:meth:`CloseLoop.purge
+    <closeloop.CloseLoop.purge>`).
+
+    The rule is :func:`closeloop.retention.select_purge_candidates`; a store may
+    compute it its own way (in SQL), and the contract suite checks it against the
+    rule on the store's own data.
+    """
+
+    def customers_to_purge(self, *, closed_before: datetime) -> list[str]:
+        """The customers due for erasure at ``closed_before``, in code point order.
+
+        A customer is due when every case they have is Closed with ``closed_at``
+        before ``closed_before``, every response of theirs was received before it,
+        and something of theirs is not yet erased (see
+        :func:`~closeloop.retention.select_purge_candidates`).
+        """
+        ...
+
+
+@runtime_checkable
+class Store(
+    CaseLog, ResponseLog, Outbox, LinkLedger, Rotations, ReportSource, Retention, Protocol
+):
     """Protocol: where cases, their history and the outbox live: every port together.
 
     Semantics every implementation keeps (the contract suite in
     :mod:`closeloop.testing` checks each of them) are stated on each port:
     :class:`CaseLog`, :class:`ResponseLog`, :class:`Outbox`, :class:`LinkLedger`,
-    :class:`Rotations`, :class:`ReportSource`. In addition:
+    :class:`Rotations`, :class:`ReportSource`, :class:`Retention`. In addition:
 
     - Driver exceptions never escape: they are raised as
       :class:`~closeloop.errors.StoreError` (or a more precise closeloop error)
@@ -386,7 +448,9 @@ def check_change(change: Change) -> None:
     The service calls this for every change before a store sees it; stores do not.
     The rules: events are numbered consecutively from ``expected_version + 1`` (or 1
     for a new case) up to ``case.version``; every event and notice belongs to the
-    changed case; ``sole_active_case`` is set only on a new case.
+    changed case; ``sole_active_case`` is set only on a new case. A change that
+    ``redacts`` updates an existing case, carries its whole history (events
+    numbered from 1), and records no response and consumes no link.
 
     Example::
 
@@ -398,7 +462,10 @@ def check_change(change: Change) -> None:
         >>> check_change(Change(case=case, expected_version=None,
         ...                     events=[Opened(case_id="c-1", actor="agent", at=at, seq=1)]))
     """
-    first = 1 if change.expected_version is None else change.expected_version + 1
+    if change.redacts and (change.expected_version is None or change.responses
+                           or change.consume_link is not None or change.sole_active_case):
+        raise ValueError("a redacting change updates an existing case and does nothing else")
+    first = 1 if change.expected_version is None or change.redacts else change.expected_version + 1
     seqs = [event.seq for event in change.events]
     if seqs != list(range(first, change.case.version + 1)):
         raise ValueError(

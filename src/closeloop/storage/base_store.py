@@ -15,7 +15,7 @@ Example::
         def query_cases(self, *, case_ids=None, customer_ids=None): ...
         def history(self, case_id): ...
         def find_responses(self, *, response_ids=None, customer_ids=None): ...
-        def pending_notices(self): ...
+        def find_notices(self, *, case_ids=None, pending_only=False): ...
         def swap_notices(self, swaps): ...
         def link_used(self, link_id): ...
         def next_in_rotation(self, key, size): ...
@@ -38,6 +38,7 @@ from closeloop.model import Case, Event, Notice, ResponseRecord, Status
 from closeloop.query import CaseCounts, CaseQuery, Position, count_matching, select_page
 from closeloop.report_reference import ReportFacts, report_from_facts
 from closeloop.reporting import Report, ReportQuery, is_overdue
+from closeloop.retention import select_purge_candidates
 from closeloop.storage.base import Change, ResponseUpdate, counts_as_active
 
 __all__ = [
@@ -61,15 +62,16 @@ class BaseStore(abc.ABC):
       atomically, enforcing the checks of :class:`~closeloop.storage.base.CaseLog`
       (:func:`check_batch` does them for a store that can lock its whole state);
     - :meth:`query_cases`, :meth:`history`, :meth:`find_responses`,
-      :meth:`pending_notices`, :meth:`link_used`: reads;
+      :meth:`find_notices`, :meth:`link_used`: reads;
     - :meth:`swap_notices`: the outbox's one write, a compare-and-swap;
     - :meth:`next_in_rotation`: an atomic counter.
 
     Defaults (override for speed): :meth:`commit`, :meth:`get`, :meth:`find`,
     :meth:`find_page`, :meth:`count_cases`, :meth:`latest_cases`,
     :meth:`escalation_candidates`, :meth:`record_responses`,
-    :meth:`responses`, :meth:`claim_notices`, :meth:`notices_sent`,
-    :meth:`notice_failed`, :meth:`notice_abandoned`, :meth:`report_facts`, :meth:`report`, :meth:`close`.
+    :meth:`responses`, :meth:`pending_notices`, :meth:`claim_notices`, :meth:`notices_sent`,
+    :meth:`notice_failed`, :meth:`notice_abandoned`, :meth:`report_facts`, :meth:`report`,
+    :meth:`customers_to_purge`, :meth:`close`.
     The defaults read whole collections through the abstract methods: fine for
     thousands of cases, slow for millions.
     """
@@ -105,7 +107,11 @@ class BaseStore(abc.ABC):
 
         Writes: each case (replacing the stored one), its events appended, its
         notices, its response records, its consumed link; then each update's
-        ``new`` record in place of the stored one (keeping its recording order).
+        ``new`` record in place of the stored one (keeping its recording order and
+        its times). A change that ``redacts`` (an erasure) instead replaces the
+        case's row whole (its ``customer_id`` too), its **whole** history by the
+        change's events, and each stored notice by the change's notice of the same
+        id (see :attr:`Change.redacts <closeloop.storage.Change.redacts>`).
         """
 
     @abc.abstractmethod
@@ -132,8 +138,14 @@ class BaseStore(abc.ABC):
         """Recorded responses, **in the order they were recorded**; ``None`` means any."""
 
     @abc.abstractmethod
-    def pending_notices(self) -> list[Notice]:
-        """Every pending notice (``sent_at`` and ``failed_at`` ``None``), by ``created_at``, ``id``."""
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        """Stored notices by ``created_at``, then ``id``; ``case_ids`` ``None`` means any case.
+
+        ``pending_only`` keeps only the pending ones (``sent_at`` and ``failed_at``
+        ``None``).
+        """
 
     @abc.abstractmethod
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
@@ -256,6 +268,10 @@ class BaseStore(abc.ABC):
 
     # -- defaults: outbox ----------------------------------------------------------------
 
+    def pending_notices(self) -> list[Notice]:
+        """Every pending notice, oldest first: :meth:`find_notices` with ``pending_only``."""
+        return self.find_notices(pending_only=True)
+
     def claim_notices(
         self, *, now: datetime, lease: timedelta, limit: int = 100
     ) -> list[Notice]:
@@ -317,6 +333,12 @@ class BaseStore(abc.ABC):
     def report(self, query: ReportQuery) -> Report:
         """The reference report over :meth:`report_facts`."""
         return report_from_facts(query, self.report_facts(query))
+
+    def customers_to_purge(self, *, closed_before: datetime) -> list[str]:
+        """The retention rule (:func:`~closeloop.retention.select_purge_candidates`) over every
+        case and response; histories are read only for customers already pseudonymised."""
+        return select_purge_candidates(self.query_cases(), self.find_responses(), self.history,
+                                       closed_before=closed_before)
 
     def close(self) -> None:  # noqa: B027 - deliberately optional: most stores hold nothing
         """Release resources; the default holds none."""
@@ -395,7 +417,8 @@ def check_batch(
     everything. It checks each change against ``state`` as the earlier changes of
     the batch leave it, so a batch may build on a case it creates; then the
     ``ignored`` records (none may be recorded yet) and the ``updated`` ones (each
-    must still be as it was read). It writes nothing.
+    must still be as it was read). The notices of a change that ``redacts`` replace
+    stored ones, so their ids may exist. It writes nothing.
     """
     pending: dict[str, Case] = {}  # cases as the batch leaves them so far
     taken: set[str] = set()  # notice, response and link ids the batch uses
@@ -413,7 +436,7 @@ def check_batch(
             raise ConcurrentUpdate(case.id, change.expected_version, current.version)
         for notice in change.notices:
             key = f"notice:{notice.id}"
-            if key in taken or state.notice_exists(notice.id):
+            if key in taken or (not change.redacts and state.notice_exists(notice.id)):
                 raise StoreError(f"notice id {notice.id!r} already exists")
             taken.add(key)
         for record in change.responses:

@@ -84,8 +84,13 @@ class MemoryStore(BaseStore):
                 case = change.case
                 if change.expected_version is None:
                     self._by_customer.setdefault(case.customer_id, []).append(case.id)
+                elif change.redacts:
+                    self._move_customer(case)
+                if change.redacts:  # an erasure: the whole history, redacted
+                    self._events[case.id] = list(change.events)
+                else:
+                    self._events.setdefault(case.id, []).extend(change.events)
                 self._cases[case.id] = case
-                self._events.setdefault(case.id, []).extend(change.events)
                 self._notices.update((notice.id, notice) for notice in change.notices)
                 self._responses.update((r.response_id, r) for r in change.responses)
                 if change.consume_link is not None:
@@ -96,7 +101,20 @@ class MemoryStore(BaseStore):
                 self._responses[stored.response_id] = evolve(
                     stored, outcome=update.new.outcome, case_id=update.new.case_id,
                     score=update.new.score, content=update.new.content,
+                    customer_id=update.new.customer_id,
                 )
+
+    def _move_customer(self, case: Case) -> None:
+        """File ``case`` under its (new) customer, in creation order (the caller holds the lock)."""
+        old = self._cases[case.id].customer_id
+        if old == case.customer_id:
+            return
+        self._by_customer[old].remove(case.id)
+        if not self._by_customer[old]:
+            del self._by_customer[old]
+        position = {case_id: n for n, case_id in enumerate(self._cases)}
+        ids = [*self._by_customer.get(case.customer_id, ()), case.id]
+        self._by_customer[case.customer_id] = sorted(ids, key=position.__getitem__)
 
     def query_cases(
         self, *, case_ids: Sequence[str] | None = None, customer_ids: Sequence[str] | None = None
@@ -138,10 +156,14 @@ class MemoryStore(BaseStore):
             found = [record for record in found if record.customer_id in customers]
         return found
 
-    def pending_notices(self) -> list[Notice]:
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        cases = None if case_ids is None else set(case_ids)
         with self._lock:
-            pending = [n for n in self._notices.values() if n.pending]
-        return sorted(pending, key=lambda n: (n.created_at, n.id))
+            found = [n for n in self._notices.values()
+                     if (cases is None or n.case_id in cases) and (n.pending or not pending_only)]
+        return sorted(found, key=lambda n: (n.created_at, n.id))
 
     def swap_notices(self, swaps: Sequence[tuple[Notice, Notice]]) -> list[str]:
         swapped = []

@@ -124,8 +124,43 @@ _SQL = {
                        "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (response_id) DO NOTHING "
                        "RETURNING response_id",
     "update_response": "UPDATE {s}.responses SET outcome = %s, case_id = %s, score = %s, "
-                       "content = %s WHERE response_id = %s AND content IS NOT DISTINCT FROM %s "
-                       "AND outcome = %s AND case_id IS NOT DISTINCT FROM %s RETURNING response_id",
+                       "content = %s, customer_id = %s WHERE response_id = %s "
+                       "AND content IS NOT DISTINCT FROM %s AND outcome = %s "
+                       "AND case_id IS NOT DISTINCT FROM %s AND customer_id = %s "
+                       "RETURNING response_id",
+    # An erasure (Change.redacts): the whole row, the history in place, notices replaced.
+    "redact_case": "UPDATE {s}.cases SET "
+                   f"{', '.join(f'{column} = %s' for column in CASE_COLUMNS.split(', ')[1:])} "
+                   "WHERE id = %s AND version = %s RETURNING id",
+    "redact_event": "UPDATE {s}.events SET kind = %s, actor = %s, at = %s, comment = %s, "
+                    "via = %s, data = %s WHERE case_id = %s AND seq = %s",
+    "upsert_notice": f"INSERT INTO {{s}}.outbox ({NOTICE_COLUMNS}) VALUES "
+                     f"({', '.join(['%s'] * 16)}) ON CONFLICT (id) DO UPDATE SET "
+                     + ", ".join(f"{c} = EXCLUDED.{c}" for c in NOTICE_COLUMNS.split(", ")[1:]),
+    "find_notices": f"SELECT {NOTICE_COLUMNS} FROM {{s}}.outbox "
+                    "WHERE (%(cases)s::text[] IS NULL OR case_id = ANY(%(cases)s)) "
+                    "AND (NOT %(pending)s OR (sent_at IS NULL AND failed_at IS NULL)) "
+                    'ORDER BY created_at, id COLLATE "C"',
+    # The retention rule (closeloop.retention): see sqlite_rows.PURGE_CANDIDATES.
+    "purge_candidates": """
+        WITH case_facts AS (
+            SELECT c.customer_id,
+                bool_and(c.closed_at IS NOT NULL AND c.closed_at < %(before)s) AS aged,
+                count(*) FILTER (WHERE e.kind IS DISTINCT FROM 'erased') AS open_to_erase
+            FROM {s}.cases AS c LEFT JOIN {s}.events AS e ON e.case_id = c.id AND e.seq = c.version
+            GROUP BY c.customer_id
+        ), response_facts AS (
+            SELECT customer_id, max(received_at) < %(before)s AS aged,
+                count(content) AS open_to_erase
+            FROM {s}.responses GROUP BY customer_id
+        )
+        SELECT customer_id FROM case_facts FULL JOIN response_facts USING (customer_id)
+        WHERE coalesce(case_facts.aged, true) AND coalesce(response_facts.aged, true)
+            AND (left(customer_id, 7) <> 'erased-'
+                 OR coalesce(case_facts.open_to_erase, 0)
+                    + coalesce(response_facts.open_to_erase, 0) > 0)
+        ORDER BY customer_id COLLATE "C"
+    """,
     "use_link": "INSERT INTO {s}.used_links (link_id, case_id) VALUES (%s, %s) "
                 "ON CONFLICT (link_id) DO NOTHING RETURNING link_id",
     "responses": f"SELECT {RESPONSE_COLUMNS} FROM {{s}}.responses WHERE response_id = ANY(%s)",
@@ -455,8 +490,15 @@ class PostgresStore(BaseStore):
         for change in changes:
             self._check(change, pending, first_expected, stored, active)
             pending[change.case.id] = change.case
-        self._write_cases(conn, pending, first_expected)
-        self._write_rest(conn, changes)
+        redacted = {change.case.id for change in changes if change.redacts}
+        self._write_cases(conn, {i: c for i, c in pending.items() if i not in redacted},
+                          first_expected)
+        self._write_cases(conn, {i: c for i, c in pending.items() if i in redacted},
+                          first_expected, statement=self._sql["redact_case"])
+        self._write_rest(conn, [change for change in changes if not change.redacts])
+        for change in changes:
+            if change.redacts:
+                self._write_redaction(conn, change)
 
     @staticmethod
     def _check(
@@ -488,17 +530,24 @@ class PostgresStore(BaseStore):
                     raise ConcurrentUpdate(other.id, None, other.version)
 
     def _write_cases(
-        self, conn: Connection[Any], cases: dict[str, Case], first_expected: dict[str, int | None]
+        self, conn: Connection[Any], cases: dict[str, Case], first_expected: dict[str, int | None],
+        *, statement: str | None = None,
     ) -> None:
-        """Write each case's final state, guarded by the version the batch started from."""
+        """Write each case's final state, guarded by the version the batch started from.
+
+        ``statement`` updates the whole row (``redact_case``, customer_id included)
+        instead of the columns that may change.
+        """
         new = [case for case in cases.values() if first_expected[case.id] is None]
         inserted = _returned(conn, self._sql["insert_case"], [_CODEC.case_row(case) for case in new])
         for case in new:
             if case.id not in inserted:  # created meanwhile by another transaction
                 raise ConcurrentUpdate(case.id, None, self._version(conn, case.id))
         old = [case for case in cases.values() if first_expected[case.id] is not None]
-        updated = _returned(conn, self._sql["update_case"], [
-            (*_CODEC.case_update_row(case), case.id, first_expected[case.id]) for case in old
+        values = (_CODEC.case_update_row if statement is None
+                  else lambda case: _CODEC.case_row(case)[1:])
+        updated = _returned(conn, statement or self._sql["update_case"], [
+            (*values(case), case.id, first_expected[case.id]) for case in old
         ])
         for case in old:
             if case.id not in updated:
@@ -527,6 +576,18 @@ class PostgresStore(BaseStore):
         links = sorted((c.consume_link, c.case.id) for c in changes if c.consume_link is not None)
         if len(_returned(conn, self._sql["use_link"], links)) != len(links):
             raise TokenUsed()
+
+    def _write_redaction(self, conn: Connection[Any], change: Change) -> None:
+        """An erasure's history (updated in place, then the new events) and its notices."""
+        kept = change.expected_version or 0
+        rows = [_CODEC.event_row(event) for event in change.events]
+        # event_row is (kind, case_id, actor, at, seq, comment, via, data)
+        _execute(conn, self._sql["redact_event"], [
+            (kind, actor, at, comment, via, data, case_id, seq)
+            for kind, case_id, actor, at, seq, comment, via, data in rows[:kept]])
+        _execute(conn, self._sql["insert_event"], rows[kept:])
+        _execute(conn, self._sql["upsert_notice"],
+                 [_CODEC.notice_row(notice) for notice in change.notices])
 
     def record_responses(self, records: Sequence[ResponseRecord]) -> None:
         rows = [_CODEC.response_row(record) for record in records]
@@ -722,6 +783,22 @@ class PostgresStore(BaseStore):
     def pending_notices(self) -> list[Notice]:
         return [_CODEC.notice_from_row(row) for row in self._fetch(self._sql["pending_notices"], ())]
 
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        params = {"cases": None if case_ids is None else list(case_ids), "pending": pending_only}
+        return [_CODEC.notice_from_row(row)
+                for row in self._fetch_named(self._sql["find_notices"], params)]
+
+    def customers_to_purge(self, *, closed_before: datetime) -> list[str]:
+        """The retention rule in one statement (see closeloop.retention)."""
+        rows = self._fetch_named(self._sql["purge_candidates"], {"before": closed_before})
+        return [row[0] for row in rows]
+
+    def _fetch_named(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._translated("reading"), self._connection() as conn:
+            return conn.execute(statement, params).fetchall()
+
 
 # -- statements ------------------------------------------------------------------------
 
@@ -765,7 +842,7 @@ def _is_plain_update(change: Change) -> bool:
     """Whether ``change`` only updates an existing case and adds its events."""
     return (change.expected_version is not None and bool(change.events) and not change.notices
             and not change.responses and change.consume_link is None
-            and not change.sole_active_case and not _reopens(change))
+            and not change.sole_active_case and not change.redacts and not _reopens(change))
 
 
 #: The event columns' types, so that a VALUES list of parameters needs no inference.
@@ -785,8 +862,11 @@ def _update_statement(update_case: str, schema: str, events: int) -> str:
 
 
 def _reopens(change: Change) -> bool:
-    """Whether the change moves a Closed case back to an active status."""
-    return any(
+    """Whether the change moves a Closed case back to an active status.
+
+    An erasure's events are the case's past: they reopen nothing now.
+    """
+    return not change.redacts and any(
         isinstance(event, StatusChanged) and event.from_status is Status.CLOSED
         for event in change.events
     )

@@ -366,8 +366,9 @@ class RowCodec:
     def response_update_row(old: ResponseRecord, new: ResponseRecord) -> tuple[Any, ...]:
         """The parameters of an update guarded by the old record (see ``UPDATE_RESPONSE``).
 
-        In order: the new outcome, case id, score and content; then the response id
-        and the old content, outcome and case id the stored row must still have.
+        In order: the new outcome, case id, score, content and customer id; then the
+        response id and the old content, outcome, case id and customer id the stored
+        row must still have.
         """
-        return (new.outcome, new.case_id, new.score, new.content,
-                old.response_id, old.content, old.outcome, old.case_id)
+        return (new.outcome, new.case_id, new.score, new.content, new.customer_id,
+                old.response_id, old.content, old.outcome, old.case_id, old.customer_id)

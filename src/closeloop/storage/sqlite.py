@@ -66,6 +66,7 @@ from closeloop.storage.sqlite_rows import (
     CODEC,
     INSERT_RESPONSE,
     MIGRATIONS,
+    PURGE_CANDIDATES,
     UPDATE_RESPONSE,
     from_micros,
     split_statements,
@@ -95,6 +96,22 @@ def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[str, ...]]:
                     if column in fields or column in _ALWAYS_UPDATED)
     assignments = ", ".join(f"{column} = ?" for column in columns)
     return f"UPDATE cases SET {assignments} WHERE id = ? AND version = ?", columns
+
+#: An erasure's case row: every column, customer_id, opened_at and opened_by too.
+_REDACT_CASE = (
+    f"UPDATE cases SET {', '.join(f'{column} = ?' for column in CASE_COLUMNS.split(', ')[1:])} "
+    "WHERE id = ? AND version = ?"
+)
+#: An erasure's event, in place (parameters from :func:`_redacted_event`).
+_REDACT_EVENT = (
+    "UPDATE events SET kind = ?, actor = ?, at = ?, comment = ?, via = ?, data = ? "
+    "WHERE case_id = ? AND seq = ?"
+)
+#: An erasure's notice: it replaces the stored one with its id (or is written).
+_UPSERT_NOTICE = (
+    f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES ({', '.join('?' * 16)}) ON CONFLICT (id) "
+    f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in NOTICE_COLUMNS.split(', ')[1:])}"
+)
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -249,9 +266,29 @@ class SQLiteStore(BaseStore):
             conn.close()
         self._local = threading.local()
 
+    def vacuum(self) -> None:
+        """Rewrite the database file without its free pages, then empty the WAL.
+
+        Run it after :meth:`CloseLoop.erase_customer <closeloop.CloseLoop.erase_customer>`
+        or :meth:`~closeloop.CloseLoop.purge` (``closeloop erase --vacuum``): pages that
+        rows left behind when they were rewritten *before* the erasure may still hold
+        the erased text until then (see docs/security.md, "Personal data"). It takes the
+        write lock for as long as copying the file takes, and needs that much free disk.
+
+        Raises:
+            StoreError: the database is busy or the disk is full; nothing is lost.
+        """
+        conn = self._connection()
+        with _translated("vacuuming"):
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
     # -- writing --------------------------------------------------------------------
 
     def commit(self, change: Change) -> None:
+        if change.redacts:
+            self.commit_many([change])
+            return
         with self._write() as conn:
             self._apply(conn, change)
 
@@ -261,7 +298,25 @@ class SQLiteStore(BaseStore):
         ignored: Sequence[ResponseRecord] = (),
         updated: Sequence[ResponseUpdate] = (),
     ) -> None:
-        if len(changes) > 1 and all(change.consume_link is None for change in changes):
+        """Write the batch in one transaction; an erasure also leaves no trace in the file.
+
+        A batch that redacts (an erasure of personal data) runs with
+        ``PRAGMA secure_delete = ON``, so SQLite overwrites with zeros every cell
+        and page it frees, and is followed by a ``wal_checkpoint(TRUNCATE)``, so the
+        WAL's older copies of the pages go. Free space that earlier writes left
+        holding the data (before the erasure, when a row was rewritten) goes only
+        with ``VACUUM``: see docs/security.md.
+
+        A plain batch of several changes (an ingest) is first written with one
+        statement per kind of row; anything irregular in it (a taken id, a case
+        changed meanwhile) rolls that back, and the batch is written change by change,
+        which raises the precise error.
+        """
+        erasing = any(change.redacts for change in changes) or any(
+            update.new.customer_id != update.old.customer_id for update in updated)
+        if not erasing and len(changes) > 1 and all(
+            change.consume_link is None for change in changes
+        ):
             try:
                 with self._write() as conn:
                     _apply_batch(conn, changes)
@@ -270,9 +325,18 @@ class SQLiteStore(BaseStore):
             except _Irregular:
                 pass  # rolled back: write it change by change, which says what went wrong
         with self._write() as conn:
-            for change in changes:
-                self._apply(conn, change)
-            self._record_responses(conn, changes, ignored, updated)
+            previous = _secure_delete(conn, True) if erasing else None
+            try:
+                for change in changes:
+                    self._apply(conn, change)
+                self._record_responses(conn, changes, ignored, updated)
+            finally:
+                if previous is not None:
+                    _secure_delete(conn, previous)
+        if erasing:
+            with _translated("checkpointing the erasure"):
+                # Busy (a reader holds an old snapshot) leaves frames for the next checkpoint.
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     @staticmethod
     def _record_responses(
@@ -285,12 +349,15 @@ class SQLiteStore(BaseStore):
         if ignored:
             _record_ignored(conn, ignored, {r.response_id for c in changes for r in c.responses})
         for update in updated:  # one by one, to name the one that changed meanwhile
-                row = CODEC.response_update_row(update.old, update.new)
-                if conn.execute(UPDATE_RESPONSE, row).rowcount != 1:
-                    raise ConcurrentUpdate(update.old.case_id, None, None,
-                                           response_id=update.old.response_id)
+            row = CODEC.response_update_row(update.old, update.new)
+            if conn.execute(UPDATE_RESPONSE, row).rowcount != 1:
+                raise ConcurrentUpdate(update.old.case_id, None, None,
+                                       response_id=update.old.response_id)
 
     def _apply(self, conn: sqlite3.Connection, change: Change) -> None:
+        if change.redacts:
+            self._apply_redaction(conn, change)
+            return
         case = change.case
         if change.sole_active_case:  # counts_as_active: any status but Closed
             active = conn.execute(
@@ -349,6 +416,33 @@ class SQLiteStore(BaseStore):
                 )
             except sqlite3.IntegrityError:
                 raise TokenUsed() from None
+
+    def _apply_redaction(self, conn: sqlite3.Connection, change: Change) -> None:
+        """Replace a case's row, history and notices by their redacted versions (an erasure).
+
+        The events are updated in place (inserting them again would fire the
+        triggers that derive first actions and status stints, which stay as they are).
+        """
+        case = change.case
+        updated = conn.execute(_REDACT_CASE, (*CODEC.case_row(case)[1:], case.id,
+                                              change.expected_version)).rowcount
+        if updated != 1:
+            actual = self._version(conn, case.id)
+            if actual is None:
+                raise CaseNotFound(case.id)
+            raise ConcurrentUpdate(case.id, change.expected_version, actual)
+        kept = change.expected_version or 0
+        rows = [CODEC.event_row(event) for event in change.events]
+        # event_row is (kind, case_id, actor, at, seq, comment, via, data)
+        before = conn.total_changes
+        conn.executemany(_REDACT_EVENT, [(kind, actor, at, comment, via, data, case_id, seq)
+                                         for kind, case_id, actor, at, seq, comment, via, data
+                                         in rows[:kept]])
+        if conn.total_changes - before != kept:
+            raise StoreError(f"case {case.id!r} has fewer stored events than its version")
+        conn.executemany(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[kept:])
+        conn.executemany(_UPSERT_NOTICE, [CODEC.notice_row(notice) for notice in change.notices])
 
     def escalation_candidates(
         self, *, now: datetime, untouched_before: datetime | None, quiet_since: datetime,
@@ -598,16 +692,30 @@ class SQLiteStore(BaseStore):
             )
 
     def pending_notices(self) -> list[Notice]:
+        return self.find_notices(pending_only=True)
+
+    def find_notices(
+        self, *, case_ids: Sequence[str] | None = None, pending_only: bool = False
+    ) -> list[Notice]:
+        clauses, params = [], []
+        if case_ids is not None:
+            clauses.append("case_id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(case_ids)))
+        if pending_only:
+            clauses.append("sent_at IS NULL AND failed_at IS NULL")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with _translated("reading"):
-            rows = (
-                self._connection()
-                .execute(
-                    f"SELECT {NOTICE_COLUMNS} FROM outbox WHERE sent_at IS NULL "
-                    "AND failed_at IS NULL ORDER BY created_at, id"
-                )
-                .fetchall()
-            )
+            rows = self._connection().execute(
+                f"SELECT {NOTICE_COLUMNS} FROM outbox {where} ORDER BY created_at, id", params
+            ).fetchall()
         return [CODEC.notice_from_row(row) for row in rows]
+
+    def customers_to_purge(self, *, closed_before: datetime) -> list[str]:
+        """The retention rule in one statement (see :data:`PURGE_CANDIDATES`)."""
+        with _translated("reading"):
+            rows = self._connection().execute(
+                PURGE_CANDIDATES, {"before": to_micros(closed_before)}).fetchall()
+        return [row[0] for row in rows]
 
 
 # -- rows -------------------------------------------------------------------------------
@@ -724,6 +832,13 @@ def _record_ignored(
             raise ConcurrentUpdate(None, None, None, response_id=record.response_id)
         seen.add(record.response_id)
     raise StoreError("fewer response records were written than given")  # pragma: no cover
+
+
+def _secure_delete(conn: sqlite3.Connection, on: bool) -> bool:
+    """Set ``PRAGMA secure_delete``; return what it was."""
+    (previous,) = conn.execute("PRAGMA secure_delete").fetchone()
+    conn.execute(f"PRAGMA secure_delete = {'ON' if on else 'OFF'}")
+    return bool(previous)
 
 
 @contextmanager

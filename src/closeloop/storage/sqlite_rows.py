@@ -19,6 +19,7 @@ __all__ = [
     "FILL_STATUS_STINTS",
     "INSERT_RESPONSE",
     "MIGRATIONS",
+    "PURGE_CANDIDATES",
     "UPDATE_RESPONSE",
     "from_micros",
     "split_statements",
@@ -240,6 +241,11 @@ MIGRATIONS: Sequence[str] = (
                 (SELECT c.opened_at FROM cases AS c WHERE c.id = NEW.case_id)));
     END;
     """.replace("{fill_status_stints}", FILL_STATUS_STINTS.strip()),
+    # Personal data (closeloop.lifecycle): an export or an erasure reads the notices
+    # about a customer's cases.
+    """
+    CREATE INDEX outbox_by_case ON outbox (case_id);
+    """,
 )
 
 def to_micros(value: datetime) -> int:
@@ -264,9 +270,35 @@ def _optional_datetime(value: int | None) -> datetime | None:
 INSERT_RESPONSE = f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 #: Updates one response record if it is still as read (``CODEC.response_update_row``).
 UPDATE_RESPONSE = (
-    "UPDATE responses SET outcome = ?, case_id = ?, score = ?, content = ? "
-    "WHERE response_id = ? AND content IS ? AND outcome = ? AND case_id IS ?"
+    "UPDATE responses SET outcome = ?, case_id = ?, score = ?, content = ?, customer_id = ? "
+    "WHERE response_id = ? AND content IS ? AND outcome = ? AND case_id IS ? AND customer_id = ?"
 )
+#: The retention rule (closeloop.retention) in SQL, with the parameter ``:before``: per
+#: customer, whether every case is closed before it and every response received before
+#: it, and how many cases (whose last event is not ``erased``) and responses (with
+#: content) still hold something to erase. A pseudonym with nothing left is not due.
+PURGE_CANDIDATES = """
+    WITH case_facts AS (
+        SELECT c.customer_id,
+            count(*) = count(c.closed_at) AND max(c.closed_at) < :before AS aged,
+            sum(e.kind IS NOT 'erased') AS open_to_erase
+        FROM cases AS c LEFT JOIN events AS e ON e.case_id = c.id AND e.seq = c.version
+        GROUP BY c.customer_id
+    ), response_facts AS (
+        SELECT customer_id, max(received_at) < :before AS aged,
+            sum(content IS NOT NULL) AS open_to_erase
+        FROM responses GROUP BY customer_id
+    ), customers AS (
+        SELECT customer_id FROM case_facts UNION SELECT customer_id FROM response_facts
+    )
+    SELECT k.customer_id FROM customers AS k
+        LEFT JOIN case_facts AS c ON c.customer_id = k.customer_id
+        LEFT JOIN response_facts AS r ON r.customer_id = k.customer_id
+    WHERE coalesce(c.aged, 1) AND coalesce(r.aged, 1)
+        AND (substr(k.customer_id, 1, 7) != 'erased-'
+             OR coalesce(c.open_to_erase, 0) + coalesce(r.open_to_erase, 0) > 0)
+    ORDER BY k.customer_id
+"""
 
 
 def split_statements(script: str) -> list[str]:

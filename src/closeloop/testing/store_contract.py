@@ -28,6 +28,7 @@ from closeloop.model import (
 from closeloop.protocol_check import protocol_problems
 from closeloop.reporting import Durations, Recovery, ReportQuery
 from closeloop.storage.base import Change, Store
+from closeloop.testing.lifecycle_contract import LifecycleContract
 from closeloop.testing.outbox_contract import OutboxContract
 from closeloop.testing.query_contract import QueryContract
 from closeloop.testing.report_contract import ReportContract
@@ -97,7 +98,8 @@ def _next(case: Case, at: datetime, **changes: Any) -> Case:
 
 
 class StoreContract(
-    ResponseUpdateContract, OutboxContract, ReportContract, QueryContract, WorkflowStoreContract
+    ResponseUpdateContract, OutboxContract, ReportContract, QueryContract, WorkflowStoreContract,
+    LifecycleContract,
 ):
     """Behaviour every :class:`~closeloop.storage.Store` must have.
 
