@@ -12,9 +12,9 @@ made round-robin over ``size // 4`` cases, each case going Open → Progress →
   updated_at WHERE id = ? AND version = ?``; ``INSERT INTO events``; ``COMMIT``.
   The raw side keeps versions in a dict and reads nothing.
 
-The row with ``synchronous=FULL`` (closeloop's default) carries the issue's target
+The row with ``synchronous=FULL`` (closeloop's default) carries the seed's target
 (closeloop ≥ 0.5× raw); the ``NORMAL`` row takes the fsync out of both sides, which
-shows closeloop's own per-call cost.
+shows closeloop's own per-call cost, and carries issue 10's target (≥ 0.6×).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ __all__ = ["run"]
 #: Each side is timed this many times, on a fresh file each time; the best rate counts.
 REPEATS = 3
 TARGET = 0.5
+#: Issue 10's target for the row without fsync, where closeloop's own per-call cost shows.
+TARGET_NORMAL = 0.6
 COMMENT = "benchmark change"
 BASELINE = ("raw sqlite3: BEGIN IMMEDIATE; UPDATE … WHERE id = ? AND version = ?; "
             "INSERT event; COMMIT")
@@ -45,7 +47,7 @@ def run(size: int) -> list[Row]:
     """Time ``size`` status changes both ways, with synchronous FULL and NORMAL."""
     return [
         compare(size, "FULL", TARGET),
-        compare(size, "NORMAL", None),
+        compare(size, "NORMAL", TARGET_NORMAL),
     ]
 
 

@@ -55,6 +55,7 @@ from closeloop.model import (
 )
 from closeloop.reporting import ReportQuery
 from closeloop.storage import MemoryStore, PostgresStore, SQLiteStore, Store
+from closeloop.storage.base import Change
 from closeloop.storage.postgres_schema import MIGRATIONS
 from closeloop.testing import CorruptedRowContract, FixedClock, StoreContract
 from closeloop.testing.store_contract import T0, make_case, make_notice, opened_change
@@ -408,6 +409,30 @@ class TestFailures:
                 ).fetchall()
             assert killed == [(True,)]
             assert store.get("case-1").version == 1
+        finally:
+            store.close()
+
+    def test_just_used_connection_killed_is_replaced_for_a_write(self, dsn: str) -> None:
+        """A change right after the server dropped the connection is written once, on a new one."""
+        name = f"closeloop-test-{uuid.uuid4().hex[:12]}"
+        store = ScratchPostgresStore(make_conninfo(dsn, application_name=name), pool_size=1)
+        try:
+            loop = CloseLoop(store=store)
+            case = loop.open_case("c-1", by="agent")
+            with admin(dsn) as conn:
+                killed = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s", (name,)
+                ).fetchall()
+            assert killed == [(True,)]
+            later = case.opened_at + timedelta(minutes=1)
+            store.commit(Change(
+                case=evolve(case, version=2, updated_at=later), expected_version=1,
+                events=(Commented(case_id=case.id, seq=2, actor="agent", at=later,
+                                  comment="still here"),),
+            ))
+            assert [event.kind for event in store.history(case.id)] == ["opened", "commented"]
+            assert store.get(case.id).version == 2
         finally:
             store.close()
 

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from closeloop.errors import (
     CaseNotFound,
@@ -90,6 +92,27 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL_HINT", "PostgresStore"]
 
 INSTALL_HINT = 'PostgresStore needs psycopg 3 and psycopg_pool: pip install "closeloop[postgres]"'
+
+_T = TypeVar("_T")
+
+#: Seconds after its last use during which a pooled connection is trusted without a check.
+FRESH_FOR = 1.0
+
+
+class _Freshness:
+    """The pool's ``check`` and ``reset``: check a connection only if it idled a while."""
+
+    def __init__(self) -> None:
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def returned(self, conn: Connection[Any]) -> None:
+        self._returned[conn] = monotonic()
+
+    def check(self, conn: Connection[Any]) -> None:
+        at = self._returned.get(conn)
+        if at is None or monotonic() - at >= FRESH_FOR:
+            ConnectionPool.check_connection(conn)
+
 
 #: Which cases are due for escalation (see Store.escalation_candidates).
 _DUE = (
@@ -263,6 +286,7 @@ class PostgresStore(BaseStore):
         self._dialect = _dialect(quoted(schema))
         self._update_statements: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._freshness = _Freshness()
         self._inherited: list[ConnectionPool[Any]] = []
         self._pid = os.getpid()
         if isinstance(dsn_or_pool, ConnectionPool):
@@ -295,7 +319,12 @@ class PostgresStore(BaseStore):
             max_size=self.pool_size,
             timeout=self.timeout,
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,  # a broken connection is replaced, not used
+            # A connection idle for a while is checked (one empty round trip) before it is
+            # handed out, and replaced if the server dropped it; one back from work a
+            # moment ago is not: a change then costs one round trip, not two. Should that
+            # one be dead after all, the statement is retried once (see _live).
+            check=self._freshness.check,
+            reset=self._freshness.returned,
             name=f"closeloop-{self.schema}",
             open=True,
         )
@@ -306,6 +335,26 @@ class PostgresStore(BaseStore):
         with self._translated("opening the connection pool"):
             pool.wait(self.timeout)
         return pool
+
+    def _live(self, doing: str, work: Callable[[Connection[Any]], _T]) -> _T:
+        """``work`` on a pooled connection; again on another if that one proved dead.
+
+        A connection the server dropped (a restart, an idle timeout) fails at its first
+        statement, before the server could run it: the statement did not happen, and
+        ``work`` runs once more on a fresh connection. Only ``work`` that is safe to
+        run twice is given here (reads, and :meth:`_commit_update`, which checks).
+        """
+        with self._translated(doing):
+            used: list[Connection[Any]] = []
+            try:
+                with self._connection() as conn:
+                    used.append(conn)
+                    return work(conn)
+            except psycopg.OperationalError:
+                if not used or not used[0].broken:
+                    raise
+            with self._connection() as conn:
+                return work(conn)
 
     def _pool_here(self) -> ConnectionPool[Any]:
         if self._pid == os.getpid() or self._dsn is None:
@@ -417,13 +466,23 @@ class PostgresStore(BaseStore):
         params: list[Any] = [*_CODEC.case_update_row(case), case.id, change.expected_version]
         for event in change.events:
             params.extend(_CODEC.event_row(event))
-        with self._translated("writing"), self._connection() as conn:
+        attempts: list[None] = []
+
+        def update(conn: Connection[Any]) -> tuple[bool, int | None]:
+            attempts.append(None)
             row = conn.execute(statement, params).fetchone()
-            if row is None or row[0] != 1:
-                actual = self._version(conn, case.id)
-                if actual is None:
-                    raise CaseNotFound(case.id)
-                raise ConcurrentUpdate(case.id, change.expected_version, actual)
+            if row is not None and row[0] == 1:
+                return True, None
+            return False, self._version(conn, case.id)
+
+        written, actual = self._live("writing", update)
+        if written:
+            return
+        if len(attempts) == 2 and actual == case.version and self.get(case.id) == case:
+            return  # the first attempt's connection died after the server committed it
+        if actual is None:
+            raise CaseNotFound(case.id)
+        raise ConcurrentUpdate(case.id, change.expected_version, actual)
 
     def commit_many(
         self,
@@ -728,8 +787,7 @@ class PostgresStore(BaseStore):
             return report_from_postgres(conn, quoted(self.schema), query)
 
     def _fetch(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._translated("reading"), self._connection() as conn:
-            return conn.execute(statement, params).fetchall()
+        return self._live("reading", lambda conn: conn.execute(statement, params).fetchall())
 
     # -- outbox ---------------------------------------------------------------------
 
@@ -796,8 +854,7 @@ class PostgresStore(BaseStore):
         return [row[0] for row in rows]
 
     def _fetch_named(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        with self._translated("reading"), self._connection() as conn:
-            return conn.execute(statement, params).fetchall()
+        return self._live("reading", lambda conn: conn.execute(statement, params).fetchall())
 
 
 # -- statements ------------------------------------------------------------------------

@@ -317,8 +317,12 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+#: One encoder for every row: ``json.dumps`` with options builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _compact_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def _json_ids(value: tuple[str, ...]) -> str:
