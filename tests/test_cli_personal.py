@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,17 +12,9 @@ from closeloop import CloseLoop, Status, SurveyResponse
 from closeloop.storage import SQLiteStore
 from closeloop.testing import FixedClock
 from closeloop.triggers import Trigger, nps_between
+from test_cli import closeloop
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "the courier threw my parcel"
-
-
-def closeloop(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m closeloop ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "closeloop", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=False,
-    )
 
 
 @pytest.fixture
