@@ -90,6 +90,9 @@ _TABLES = {
 }
 #: The columns compared, where not all: a delivery's id is closeloop's own ordering counter.
 _COLUMNS = {
+    # Not seq: the order responses are recorded in within a batch is closeloop's own.
+    "responses": "response_id, customer_id, outcome, case_id, score, submitted_at, received_at, "
+                 "content",
     "outbox": "case_id, kind, recipient, subject, text, html, created_at, next_attempt_at, "
               "attempts, last_error, sent_at, channel, message_id, content, failed_at",
 }

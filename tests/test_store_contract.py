@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from closeloop.storage import BaseStore, MemoryStore, SQLiteStore, Store
+from closeloop.storage import BaseStore, MemoryStore, SQLiteStore, Store, sqlite_report
 from closeloop.storage.sqlite import to_micros
-from closeloop.testing import CorruptedRowContract, StoreContract
+from closeloop.testing import CorruptedRowContract, ReportContract, StoreContract
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -68,6 +68,18 @@ class TestSQLiteStore(StoreContract, CorruptedRowContract):
             return True
 
         return corrupt
+
+
+class TestSQLiteStoreTwoThreadReport(ReportContract):
+    """SQLiteStore's report on two connections and threads (a large store's) keeps the report rules."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+        """A fresh SQLiteStore whose every report splits across two connections."""
+        monkeypatch.setattr(sqlite_report, "PARALLEL_FROM", 0)
+        store = SQLiteStore(tmp_path / "contract.db")
+        yield store
+        store.close()
 
 
 class TestCustomStoreExample(StoreContract):

@@ -26,7 +26,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -173,6 +174,9 @@ class SQLiteStore(BaseStore):
         # (process id, owning thread, connection) for every connection opened.
         self._all: list[tuple[int, threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
+        # Connections lent by _spare (no thread owns them), and the process they are of.
+        self._spares: list[sqlite3.Connection] = []
+        self._spares_pid = os.getpid()
         try:
             self._migrate()
         except BaseException:
@@ -185,18 +189,7 @@ class SQLiteStore(BaseStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        with _translated("opening the database"):
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.create_function("closeloop_ascii_lower", 1, _ascii_lower, deterministic=True)
-            except BaseException:
-                conn.close()
-                raise
+        conn = self._open()
         self._local.conn = conn
         self._local.pid = pid = os.getpid()
         with self._all_lock:
@@ -213,6 +206,45 @@ class SQLiteStore(BaseStore):
             kept.append((pid, threading.current_thread(), conn))
             self._all = kept
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection to the file, set up as every connection of this store is."""
+        with _translated("opening the database"):
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.create_function("closeloop_ascii_lower", 1, _ascii_lower, deterministic=True)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    @contextmanager
+    def _spare(self) -> Iterator[sqlite3.Connection]:
+        """Lend a connection no thread owns (a report's second one), kept for the next use.
+
+        A connection that saw an error is closed, not kept; the ones kept are closed
+        by :meth:`close`. After a fork, the parent's are left alone (never closed in
+        the child) and the child opens its own.
+        """
+        pid = os.getpid()
+        with self._all_lock:
+            if self._spares_pid != pid:
+                self._spares, self._spares_pid = [], pid
+            conn = self._spares.pop() if self._spares else None
+        if conn is None:
+            conn = self._open()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with self._all_lock:
+            self._spares.append(conn)
 
     def _write(self) -> _Writing:
         """``with self._write() as conn:`` one ``BEGIN IMMEDIATE`` transaction, committed
@@ -252,8 +284,12 @@ class SQLiteStore(BaseStore):
         """Close every connection this store opened, in any thread."""
         with self._all_lock:
             connections, self._all = self._all, []
+            spares, self._spares = self._spares, []
         for _, _, conn in connections:
             conn.close()
+        if self._spares_pid == os.getpid():
+            for conn in spares:
+                conn.close()
         self._local = threading.local()
 
     def vacuum(self) -> None:
@@ -471,7 +507,7 @@ class SQLiteStore(BaseStore):
 
     def report(self, query: ReportQuery) -> Report:
         with _translated("reporting"):
-            return report_from_sqlite(self._connection(), query)
+            return report_from_sqlite(self._connection(), query, self._spare)
 
     def link_used(self, link_id: str) -> bool:
         with _translated("reading"):

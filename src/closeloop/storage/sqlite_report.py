@@ -11,8 +11,9 @@ A report over a million cases must not sort a million rows (SQLite's sorter is
 what makes a naive report take tens of seconds), so each query follows an index
 that the reporting migration creates:
 
-- **Counts, overdue, SLA, aging, sums**: one ``GROUP BY assignee, reasons, status``
-  that streams through the covering index ``cases_report`` in its own order.
+- **Counts, overdue, SLA, aging, sums**: two ``GROUP BY`` scans (Closed cases, the
+  others) that stream through the covering index ``cases_report`` (status first)
+  in its own order.
 - **Percentiles** (nearest rank): ``ORDER BY duration LIMIT 1 OFFSET rank - 1``
   walks the expression index ``cases_time_to_close`` (or
   ``cases_time_to_first_action``) to the rank, from the nearer end (the p90
@@ -30,14 +31,20 @@ that the reporting migration creates:
   whole seconds and leftover microseconds summed apart.
 - **Recovery**: each customer's latest close streams out of ``cases_last_close``;
   their responses just before and after it are two index seeks.
+
+On a large store the recovery query (about half the work) runs on a second
+connection in a second thread, on the same snapshot, while the first connection
+computes the rest (:func:`report_from_sqlite`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from closeloop.model import Status
@@ -62,53 +69,150 @@ __all__ = ["report_from_sqlite"]
 _MICROS_PER_SECOND = 1_000_000
 
 
-def report_from_sqlite(conn: sqlite3.Connection, query: ReportQuery) -> Report:
-    """Compute the report in one read transaction on ``conn`` (an autocommit connection).
+def report_from_sqlite(
+    conn: sqlite3.Connection,
+    query: ReportQuery,
+    spare: Callable[[], AbstractContextManager[sqlite3.Connection]] | None = None,
+) -> Report:
+    """Compute the report in one read snapshot on ``conn`` (an autocommit connection).
 
-    sqlite3 errors propagate; the store translates them.
+    With ``spare`` (lending a second connection to the same file) and a store of at
+    least :data:`PARALLEL_FROM` cases, the recovery figures are computed on the spare
+    connection in a second thread while ``conn`` computes the rest: SQLite releases
+    the GIL while it steps, so a report uses two cores. Both connections read the
+    same snapshot (see :func:`_begin_together`). sqlite3 errors propagate; the store
+    translates them.
     """
     where, params = _selection(query)
+    if spare is not None:
+        (size,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM cases").fetchone()
+        if size >= PARALLEL_FROM:
+            with spare() as helper:
+                if _begin_together(conn, helper):
+                    return _in_parallel(conn, helper, query, where, params)
     conn.execute("BEGIN")  # deferred: the first SELECT fixes the snapshot for all of them
     try:
-        groups = _groups(conn, where, params)
-        time_to_close = _durations(conn, _TIME_TO_CLOSE, where, params, groups.close)
-        time_to_first_action = _durations(
-            conn, _TIME_TO_FIRST_ACTION, where, params, groups.first_action
-        )
-        medians = _close_medians(conn, where, params, groups.closed_by_assignee)
-        by_close_reason = {
-            reason: _durations(conn, _TIME_TO_CLOSE_BY_REASON, where,
-                               {**params, "close_reason": reason}, totals)
-            for reason, totals in groups.by_close_reason.items()
-        }
-        time_in_status = _time_in_status(conn, where, params)
-        business = _business_times(conn, where, params, query)
+        figures = _figures(conn, query, where, params)
         recovery = _recovery(conn, where, params)
     except BaseException:
-        if conn.in_transaction:  # never mask the real error with a failing COMMIT
-            conn.execute("ROLLBACK")
+        _end(conn, commit=False)
         raise
-    conn.execute("COMMIT")
-    return assemble_report(
-        query,
-        status_counts=groups.status_counts,
-        unassigned=groups.unassigned,
-        by_assignee=groups.by_assignee,
-        close_medians={name: us * MICROSECOND for name, us in medians.items()},
-        by_reason=groups.by_reason,
-        time_to_first_action=time_to_first_action,
-        time_to_close=time_to_close,
-        overdue=groups.overdue,
-        closed_in_time=groups.closed_in_time,
-        closed_with_due=groups.closed_with_due,
-        aging=groups.aging,
-        recovery=recovery,
-        custom_status_counts=groups.custom_status_counts,
-        by_close_reason=by_close_reason,
-        time_in_status=time_in_status,
-        business_time_to_first_action=business[0],
-        business_time_to_close=business[1],
+    _end(conn, commit=True)
+    return figures(recovery)
+
+
+#: The number of cases (by rowid) from which a report uses a second connection and
+#: thread; below it the thread costs more than it saves.
+PARALLEL_FROM = 20_000
+
+#: How many times two connections try to start reading the same snapshot before
+#: the report gives up on the second one (only commits landing in between stop them).
+_TOGETHER_ATTEMPTS = 3
+
+
+def _end(conn: sqlite3.Connection, *, commit: bool) -> None:
+    """End ``conn``'s read transaction, if it still has one (never masking an error)."""
+    if conn.in_transaction:
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+
+
+def _begin_together(conn: sqlite3.Connection, helper: sqlite3.Connection) -> bool:
+    """Start read transactions on both connections on one snapshot; False if that failed.
+
+    A WAL read transaction reads the snapshot of its first SELECT. ``PRAGMA
+    data_version`` on ``helper`` changes whenever another connection commits, so if
+    it is the same before ``conn`` starts reading and once ``helper`` has started,
+    nothing was committed in between and both read the same snapshot.
+    """
+    for _ in range(_TOGETHER_ATTEMPTS):
+        try:
+            (before,) = helper.execute("PRAGMA data_version").fetchone()
+            for each in (conn, helper):
+                each.execute("BEGIN")
+                each.execute("SELECT 1 FROM cases LIMIT 1").fetchall()
+            (after,) = helper.execute("PRAGMA data_version").fetchone()
+        except BaseException:
+            _end(conn, commit=False)
+            _end(helper, commit=False)
+            raise
+        if before == after:
+            return True
+        _end(conn, commit=False)
+        _end(helper, commit=False)
+    return False
+
+
+def _in_parallel(
+    conn: sqlite3.Connection, helper: sqlite3.Connection, query: ReportQuery, where: str,
+    params: dict[str, Any],
+) -> Report:
+    """The report with recovery on ``helper`` in a second thread (both already reading)."""
+    outcome: list[Recovery | BaseException] = []
+
+    def recover() -> None:
+        try:
+            outcome.append(_recovery(helper, where, params))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=recover, name="closeloop-report", daemon=True)
+    thread.start()
+    try:
+        figures = _figures(conn, query, where, params)
+    except BaseException:
+        helper.interrupt()  # stop the other half rather than wait for it
+        raise
+    finally:
+        thread.join()
+        _end(helper, commit=False)
+        _end(conn, commit=False)
+    (recovery,) = outcome
+    if isinstance(recovery, BaseException):
+        raise recovery
+    return figures(recovery)
+
+
+def _figures(
+    conn: sqlite3.Connection, query: ReportQuery, where: str, params: dict[str, Any]
+) -> Callable[[Recovery], Report]:
+    """Every figure but recovery, read on ``conn``; the report once recovery is known."""
+    groups = _groups(conn, where, params)
+    time_to_close = _durations(conn, _TIME_TO_CLOSE, where, params, groups.close)
+    time_to_first_action = _durations(
+        conn, _TIME_TO_FIRST_ACTION, where, params, groups.first_action
     )
+    medians = _close_medians(conn, where, params, groups.closed_by_assignee)
+    by_close_reason = {
+        reason: _durations(conn, _TIME_TO_CLOSE_BY_REASON, where,
+                           {**params, "close_reason": reason}, totals)
+        for reason, totals in groups.by_close_reason.items()
+    }
+    time_in_status = _time_in_status(conn, where, params)
+    business = _business_times(conn, where, params, query)
+
+    def with_recovery(recovery: Recovery) -> Report:
+        return assemble_report(
+            query,
+            status_counts=groups.status_counts,
+            unassigned=groups.unassigned,
+            by_assignee=groups.by_assignee,
+            close_medians={name: us * MICROSECOND for name, us in medians.items()},
+            by_reason=groups.by_reason,
+            time_to_first_action=time_to_first_action,
+            time_to_close=time_to_close,
+            overdue=groups.overdue,
+            closed_in_time=groups.closed_in_time,
+            closed_with_due=groups.closed_with_due,
+            aging=groups.aging,
+            recovery=recovery,
+            custom_status_counts=groups.custom_status_counts,
+            by_close_reason=by_close_reason,
+            time_in_status=time_in_status,
+            business_time_to_first_action=business[0],
+            business_time_to_close=business[1],
+        )
+
+    return with_recovery
 
 
 def _selection(query: ReportQuery) -> tuple[str, dict[str, Any]]:
@@ -144,37 +248,50 @@ def _sum(duration: str, split: bool) -> str:
     return f"sum(({duration}) / {_MICROS_PER_SECOND}), sum(({duration}) % {_MICROS_PER_SECOND})"
 
 
-# Each figure is counted whatever the group's status and used only where it means
-# something (overdue and aging for groups that are not Closed, the rest for Closed
-# ones): a FILTER per status would cost more than the counts it saves.
-_GROUPS = """
+# Closed cases and the others are summed by two range scans of ``cases_report``
+# (status first), each adding up only the figures that mean something for it: time
+# to close and the SLA for Closed cases, overdue and aging for the others. Both
+# yield rows of the same shape, a 0 standing for a figure the scan does not sum.
+_CLOSED_GROUPS = """
     SELECT c.assignee, c.reasons, c.status, c.custom_status, c.close_reason, count(*),
-        count(*) FILTER (WHERE c.due_at <= :now AND c.paused_at IS NULL), count(c.due_at),
-        count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
-        count(c.first_action_at), {first_action_sum},
-        {younger}
+        0, count(c.due_at), count(*) FILTER (WHERE c.closed_at <= c.due_at), {close_sum},
+        count(c.first_action_at), {first_action_sum}, {no_ages}
     FROM cases AS c INDEXED BY cases_report
-    WHERE {where}
-    GROUP BY c.assignee, c.reasons, c.status, c.custom_status, c.close_reason
+    WHERE c.status = 'closed' AND {where}
+    GROUP BY c.assignee, c.reasons, c.custom_status, c.close_reason
 """
+_OTHER_GROUPS = """
+    SELECT c.assignee, c.reasons, c.status, c.custom_status, c.close_reason, count(*),
+        count(*) FILTER (WHERE c.due_at <= :now AND c.paused_at IS NULL), 0, 0, 0, 0,
+        count(c.first_action_at), {first_action_sum}, {younger}
+    FROM cases AS c INDEXED BY cases_report
+    WHERE c.status IN ({statuses}) AND {where}
+    GROUP BY c.status, c.assignee, c.reasons, c.custom_status, c.close_reason
+"""
+_NOT_CLOSED = ", ".join(f"'{status.value}'" for status in Status if status is not Status.CLOSED)
 
 
 def _groups(conn: sqlite3.Connection, where: str, params: dict[str, Any]) -> _Groups:
     """Sum durations per group in µs; if one group's sum overflows 64 bits, split it."""
+    ages = len(AGE_BUCKETS) - 1
     younger = ", ".join(f"count(*) FILTER (WHERE c.opened_at > :younger_{index})"
-                        for index in range(len(AGE_BUCKETS) - 1))
-    for split in (False, True):
-        sql = _GROUPS.format(
-            close_sum=_sum("c.closed_at - c.opened_at", split),
-            first_action_sum=_sum("c.first_action_at - c.opened_at", split),
-            younger=younger, where=where,
-        )
-        try:
-            return _Groups(conn.execute(sql, params).fetchall())
-        except sqlite3.OperationalError as exc:
-            if split or "integer overflow" not in str(exc):
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+                        for index in range(ages))
+    rows: list[Any] = []
+    for template in (_CLOSED_GROUPS, _OTHER_GROUPS):
+        for split in (False, True):
+            sql = template.format(
+                close_sum=_sum("c.closed_at - c.opened_at", split),
+                first_action_sum=_sum("c.first_action_at - c.opened_at", split),
+                younger=younger, no_ages=", ".join("0" * ages), statuses=_NOT_CLOSED,
+                where=where,
+            )
+            try:
+                rows.extend(conn.execute(sql, params).fetchall())
+                break
+            except sqlite3.OperationalError as exc:
+                if split or "integer overflow" not in str(exc):
+                    raise
+    return _Groups(rows)
 
 
 def _micros(seconds: int | None, micros: int | None) -> int:
@@ -363,27 +480,30 @@ def _business_times(
 
 # Each customer's latest close, then their first response after it; only for those
 # who sent one, their last response at or before it. Scores come from the covering
-# index, NULL scores travel as -1 so that "no response" (NULL) stays distinguishable.
+# index, whose order (submitted_at, seq) is the tie-break, so no seek sorts; NULL
+# scores travel as -1 so that "no response" (NULL) stays distinguishable. The
+# "LIMIT -1 OFFSET 0" keeps SQLite from flattening a subquery into the aggregate
+# (which would run its seek once per column reading it) without materialising it.
 _RECOVERY = """
     WITH last_close AS (
         SELECT c.customer_id, max(c.closed_at) AS closed_at
         FROM cases AS c INDEXED BY cases_last_close
         WHERE c.closed_at IS NOT NULL AND {where}
         GROUP BY c.customer_id
-    ), after AS MATERIALIZED (
+    ), after AS (
         SELECT l.customer_id, l.closed_at, (
             SELECT coalesce(r.score, -1) FROM responses AS r INDEXED BY responses_scores
             WHERE r.customer_id = l.customer_id AND r.submitted_at > l.closed_at
-            ORDER BY r.submitted_at, r.rowid LIMIT 1
+            ORDER BY r.submitted_at, r.seq LIMIT 1
         ) AS score
-        FROM last_close AS l
-    ), pairs AS MATERIALIZED (
+        FROM last_close AS l LIMIT -1 OFFSET 0
+    ), pairs AS (
         SELECT (
             SELECT coalesce(r.score, -1) FROM responses AS r INDEXED BY responses_scores
             WHERE r.customer_id = a.customer_id AND r.submitted_at <= a.closed_at
-            ORDER BY r.submitted_at DESC, r.rowid DESC LIMIT 1
+            ORDER BY r.submitted_at DESC, r.seq DESC LIMIT 1
         ) AS before, a.score AS after
-        FROM after AS a WHERE a.score IS NOT NULL
+        FROM after AS a WHERE a.score IS NOT NULL LIMIT -1 OFFSET 0
     )
     SELECT count(*),
         count(*) FILTER (WHERE before BETWEEN :detractor_low AND :detractor_high),

@@ -246,6 +246,39 @@ MIGRATIONS: Sequence[str] = (
     """
     CREATE INDEX outbox_by_case ON outbox (case_id);
     """,
+    # A faster report over a million cases. (1) Recovery picks, per customer, the
+    # response just before and just after their last close, ties on submitted_at
+    # going by the order responses were recorded (the rowid). SQLite cannot put the
+    # rowid in an index, so each of those seeks sorted its tie group: the table is
+    # rebuilt with `seq INTEGER PRIMARY KEY` (the same values, now a column), and
+    # responses_scores holds it before the score. (2) The counts stream from an
+    # index with the status in front, so Closed cases and the others are summed by
+    # two range scans, each adding up only the figures that mean something for it.
+    """
+    CREATE TABLE responses_by_seq (
+        seq INTEGER PRIMARY KEY,
+        response_id TEXT NOT NULL UNIQUE,
+        customer_id TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('opened', 'attached', 'ignored')),
+        case_id TEXT REFERENCES cases (id),
+        score INTEGER,
+        submitted_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        content TEXT
+    );
+    INSERT INTO responses_by_seq (seq, response_id, customer_id, outcome, case_id, score,
+        submitted_at, received_at, content)
+    SELECT rowid, response_id, customer_id, outcome, case_id, score, submitted_at,
+        received_at, content
+    FROM responses ORDER BY rowid;
+    DROP TABLE responses;
+    ALTER TABLE responses_by_seq RENAME TO responses;
+    CREATE INDEX responses_by_customer ON responses (customer_id, submitted_at);
+    CREATE INDEX responses_scores ON responses (customer_id, submitted_at, seq, score);
+    DROP INDEX cases_report;
+    CREATE INDEX cases_report ON cases (status, assignee, reasons, custom_status, close_reason,
+        opened_at, due_at, closed_at, first_action_at, paused_at);
+    """,
 )
 
 def to_micros(value: datetime) -> int:
