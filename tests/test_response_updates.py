@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -10,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import postgres_server
 from closeloop import CloseLoop, ResponseUpdated, SurveyResponse
@@ -18,6 +21,7 @@ from closeloop.storage import MemoryStore, SQLiteStore, Store
 from closeloop.storage.sqlite import MIGRATIONS
 from closeloop.testing import FixedClock
 from closeloop.triggers import Trigger, comment_contains, contact_requested, nps_between
+from closeloop.validate import thaw
 from update_workers import deliver_update
 
 
@@ -182,6 +186,35 @@ def test_content_ignores_identity_and_answer_order() -> None:
     later = SurveyResponse(id="r", customer_id="a", score=5, contact_requested=True, answers={"x": 1})
     assert changed_fields(response_content(first), response_content(later)) == (
         "contact_requested", "answers.y")
+
+
+def test_content_text_is_the_one_recorded_by_earlier_versions() -> None:
+    """The content text is byte for byte what earlier releases recorded: a re-delivery stays a duplicate."""
+    response = SurveyResponse(id="r", customer_id="a", score=5, comment="Très lent",
+                              answers={"z": {"b": [1, {"y": None, "x": "é"}], "a": True}, "m": 2.5})
+    assert response_content(response) == (
+        '{"answers":{"m":2.5,"z":{"a":true,"b":[1,{"x":"é","y":null}]}},'
+        '"comment":"Très lent","contact_requested":false,"score":5}')
+
+
+KEYS = st.text("abcé_", min_size=1, max_size=4)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6)
+    | st.text(st.characters(categories=["L", "N", "P", "Zs"]), max_size=5)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(answers=st.dictionaries(KEYS, json_values, max_size=4))
+def test_content_equals_canonical_json_of_the_plain_answers(answers: dict[str, object]) -> None:
+    """Content written from frozen answers equals sorted, compact JSON of the plain ones."""
+    response = SurveyResponse(id="r", customer_id="a", score=3, answers=answers)
+    expected = json.dumps({"score": 3, "contact_requested": False, "comment": None,
+                           "answers": thaw(response.answers)},
+                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert response_content(response) == expected
 
 
 def test_memory_store_keeps_record_order_on_update() -> None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 
 from closeloop.model import SurveyResponse
-from closeloop.validate import thaw
+from closeloop.validate import frozen_to_json
 
 __all__ = ["changed_fields", "response_content"]
+
+#: Canonical JSON, built once (``json.dumps`` with options builds an encoder per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=frozen_to_json)
 
 
 def response_content(response: SurveyResponse) -> str:
@@ -22,10 +26,9 @@ def response_content(response: SurveyResponse) -> str:
     ``submitted_at`` are not part of it: they identify the response, and stay as
     first recorded.
     """
-    return json.dumps(
+    return _CANONICAL.encode(
         {"score": response.score, "contact_requested": response.contact_requested,
-         "comment": response.comment, "answers": thaw(response.answers)},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+         "comment": response.comment, "answers": response.answers},
     )
 
 

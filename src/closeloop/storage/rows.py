@@ -8,7 +8,7 @@ JSON text; PostgreSQL: ``timestamptz``, ``text[]`` and ``jsonb``). A
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,16 @@ from attrs import frozen
 
 from closeloop.convert import event_extra, structure_event
 from closeloop.errors import StoreError
-from closeloop.model import CATEGORY_NAMES, Case, Event, Notice, Priority, ResponseRecord, Status
+from closeloop.model import (
+    CATEGORY_NAMES,
+    Case,
+    Event,
+    Notice,
+    Priority,
+    ResponseRecord,
+    Status,
+    StatusChanged,
+)
 from closeloop.validate import MAX_ID_LENGTH, check_id, check_status_name, thaw
 
 __all__ = [
@@ -195,6 +204,8 @@ class RowCodec:
         ids_out / ids_in: a tuple of ids (reasons, response ids) to the column value
             and back.
         data_out / data_in: an event's kind-specific dict to the column value and back.
+        content_out: a notice's frozen content to the column value; by default
+            ``data_out`` of its thawed copy.
     """
 
     time_out: Callable[[datetime], Any]
@@ -203,6 +214,17 @@ class RowCodec:
     ids_in: Callable[[Any], Sequence[str]] = _same
     data_out: Callable[[dict[str, Any]], Any] = _same
     data_in: Callable[[Any], dict[str, Any]] = _same
+    content_out: Callable[[Mapping[str, Any]], Any] | None = None
+    #: Stored data of status changes, by their fields (see :meth:`_event_data`).
+    _status_data: dict[tuple[Any, ...], Any] = attrs.field(factory=dict, init=False, eq=False,
+                                                           repr=False)
+
+    def _content_out(self, content: Mapping[str, Any] | None) -> Any:
+        if content is None:
+            return None
+        if self.content_out is not None:
+            return self.content_out(content)
+        return self.data_out(thaw(content))
 
     def _optional_out(self, value: datetime | None) -> Any:
         return None if value is None else self.time_out(value)
@@ -306,8 +328,31 @@ class RowCodec:
         """All of :data:`EVENT_COLUMNS`, in order."""
         return (
             event.kind, event.case_id, event.actor, self.time_out(event.at), event.seq,
-            event.comment, event.via, self.data_out(event_extra(event)),
+            event.comment, event.via, self._event_data(event),
         )
+
+    def _event_data(self, event: Event) -> Any:
+        """An event's kind-specific fields as stored. A status change, the commonest
+        event, leaves out what decoding restores (custom names equal to the
+        categories', no close reason), and its few distinct texts are encoded once."""
+        if type(event) is not StatusChanged:
+            return self.data_out(event_extra(event))
+        key = (event.from_status, event.to_status, event.from_custom_status,
+               event.to_custom_status, event.close_reason)
+        known = self._status_data.get(key)
+        if known is None:
+            data: dict[str, Any] = {"from_status": event.from_status.value,
+                                    "to_status": event.to_status.value}
+            if event.from_custom_status != event.from_status.value:
+                data["from_custom_status"] = event.from_custom_status
+            if event.to_custom_status != event.to_status.value:
+                data["to_custom_status"] = event.to_custom_status
+            if event.close_reason is not None:
+                data["close_reason"] = event.close_reason
+            if len(self._status_data) >= _ID_LISTS_KEPT:
+                self._status_data.clear()
+            known = self._status_data[key] = self.data_out(data)
+        return known
 
     def event_from_row(self, row: Sequence[Any]) -> Event:
         """An event from a row of :data:`EVENT_COLUMNS`."""
@@ -326,7 +371,7 @@ class RowCodec:
             notice.html, self.time_out(notice.created_at), self.time_out(notice.next_attempt_at),
             notice.attempts, notice.last_error, self._optional_out(notice.sent_at),
             notice.channel, notice.message_id,
-            None if notice.content is None else self.data_out(thaw(notice.content)),
+            self._content_out(notice.content),
             self._optional_out(notice.failed_at),
         )
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from closeloop.storage.rows import RESPONSE_COLUMNS, RowCodec
+from closeloop.validate import frozen_to_json
 
 __all__ = [
     "CODEC",
@@ -351,10 +352,11 @@ def split_statements(script: str) -> list[str]:
 
 
 #: One encoder for every row: ``json.dumps`` with options builds a new one per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: It writes frozen data (a notice's content) as is, without a thawed copy.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=frozen_to_json)
 
 
-def _compact_json(value: dict[str, Any]) -> str:
+def _compact_json(value: Mapping[str, Any]) -> str:
     return _COMPACT.encode(value)
 
 
@@ -372,5 +374,5 @@ def _stored_micros(value: Any) -> datetime:
 #: SQLite's row conversions: times as integer microseconds, lists and data as JSON text.
 CODEC = RowCodec(
     time_out=to_micros, time_in=_stored_micros, ids_out=_json_ids, ids_in=json.loads,
-    data_out=_compact_json, data_in=json.loads,
+    data_out=_compact_json, data_in=json.loads, content_out=_compact_json,
 )
