@@ -11,6 +11,7 @@ PostgreSQL tests ran and none of them was skipped.
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,23 @@ def pytest_configure(config: pytest.Config) -> None:
         server.stop()
 
     config.add_cleanup(stop)
+
+
+def _pool_jitter_off_the_global_random() -> None:
+    """psycopg_pool draws from the global ``random`` module whenever its background
+    thread opens a connection (expiry jitter). Hypothesis fails a test whose global
+    random state moves while it draws examples, so a pool replacing a connection at
+    that moment made the PostgreSQL property tests flaky. The pool gets a private
+    generator instead; what it draws is unchanged in kind."""
+    try:
+        import psycopg_pool.base as pool_base
+    except ImportError:
+        return
+    if hasattr(pool_base, "random"):
+        pool_base.random = random.Random().random
+
+
+_pool_jitter_off_the_global_random()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
