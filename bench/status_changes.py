@@ -12,6 +12,10 @@ made round-robin over ``size // 4`` cases, each case going Open → Progress →
   updated_at WHERE id = ? AND version = ?``; ``INSERT INTO events``; ``COMMIT``.
   The raw side keeps versions in a dict and reads nothing.
 
+Both sides write the same rows: case ids in closeloop's default format (32 random
+hex characters, as ``CloseLoop``'s default ``id_factory`` makes them; the key's
+length alone moves the raw rate by about 10 %), and the same event data.
+
 The row with ``synchronous=FULL`` (closeloop's default) carries the seed's target
 (closeloop ≥ 0.5× raw); the ``NORMAL`` row takes the fsync out of both sides, which
 shows closeloop's own per-call cost, and carries issue 10's target (≥ 0.6×).
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from bench.common import Row, peak_traced_kib, rate
 from closeloop import CloseLoop, Status
+from closeloop.loop import new_id
 from closeloop.storage import SQLiteStore
 from closeloop.storage.sqlite import MIGRATIONS, Synchronous
 
@@ -121,7 +126,7 @@ class RawSide:
         self.conn.executescript("BEGIN IMMEDIATE;\n" + "\n".join(MIGRATIONS)
                                 + f"\nPRAGMA user_version = {len(MIGRATIONS)};")
         now = time.time_ns() // 1000
-        self.case_ids = [f"case-{index:07}" for index in range(cases)]
+        self.case_ids = [new_id() for _ in range(cases)]  # closeloop's default ids
         self.conn.executemany(
             "INSERT INTO cases (id, customer_id, status, assignee, reasons, response_ids, "
             "priority, due_at, opened_at, updated_at, closed_at, opened_by, version) "
