@@ -24,14 +24,18 @@ throughput scales, not how conflicts are handled (the load test does that).
   deciding by hand and reading nothing.
 - **set_status**: ``size × 2`` status changes round-robin over ``size // 2``
   open cases (Open → Progress → Open …). closeloop: ``loop.set_status(case_id,
-  target, by=…, comment=…)`` – a read of the case, then one transaction with
-  ``UPDATE … WHERE id = %s AND version = %s`` and the event. raw: the same
-  transaction, with versions kept in a dict and nothing read.
+  target, by=…, comment=…)`` on a loop that has read each of its cases once
+  (``loop.get``, untimed, as the raw side knows its versions before it starts):
+  it changes the case it remembers, in one statement with ``UPDATE … WHERE id =
+  %s AND version = %s`` and the event. raw: the same transaction, with versions
+  kept in a dict and nothing read.
 
-A closeloop status change is two round trips: the read of the case, and one
-statement (a data-modifying CTE) that updates it under its version and inserts the
-event; the raw side's transaction is four (BEGIN, UPDATE, INSERT, COMMIT) but reads
-nothing. PostgresStore's pool checks a connection only when it idled more than a
+A closeloop status change is one round trip: one statement (a data-modifying
+CTE) that updates the case under its version, only the columns the change sets,
+and inserts the event; the loop starts from the case it last read or wrote
+(``closeloop.service.CASES_REMEMBERED``), and reads it again only if that
+version check fails. The raw side's transaction is four round trips (BEGIN,
+UPDATE, INSERT, COMMIT). PostgresStore's pool checks a connection only when it idled more than a
 second (``FRESH_FOR``), so a busy worker pays no check round trip.
 """
 
@@ -235,6 +239,8 @@ def prepare_closeloop(kind: str, dsn: str, schema: str, index: int,
         return ingest
     cases = cases_for(share)
     ids = [case_id(index, n) for n in range(cases)]
+    for known in ids:  # untimed, as the raw side's versions: the loop has seen its cases
+        loop.get(known)
 
     def change_statuses() -> None:
         for change in range(share):

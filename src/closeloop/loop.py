@@ -539,9 +539,9 @@ class CloseLoop:
         check_optional_label("via", via)
         if close_reason is not None and not isinstance(close_reason, str):
             raise InvalidInput("close_reason", close_reason, "must be a string or None")
-        case = self.service.read(case_id, expected_version)
-        return self.service.set_status(case, target, by=by, comment=comment,
-                                       close_reason=close_reason, via=via)
+        return self.service.set_status_of(case_id, target, by=by, comment=comment,
+                                          close_reason=close_reason, via=via,
+                                          expected_version=expected_version)
 
     def apply_status(
         self,

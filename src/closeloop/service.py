@@ -7,6 +7,11 @@ rules every change follows, so they are written once:
 - a change is computed from the case as read, and is based on its ``version``
   (optimistic concurrency: a concurrent writer makes the commit fail with
   :class:`~closeloop.errors.ConcurrentUpdate`);
+- the service remembers the cases it last read or committed
+  (:data:`CASES_REMEMBERED`): a status change by id starts from the remembered
+  case, whose version the commit checks, and reads the case only when that check
+  or the workflow refuses (saving a store round trip per change; a stale copy
+  can cost a read, never a wrong write);
 - :meth:`CaseService.advance` raises the version by one per event and numbers
   the events ``version + 1 …``, so history positions and versions never drift;
 - every change is checked (:func:`~closeloop.storage.base.check_change`) before
@@ -21,6 +26,7 @@ Nothing here imports the facade; the facade builds one service and delegates.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +34,7 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from closeloop.calendar import BusinessHours
-from closeloop.errors import CaseNotFound, ConcurrentUpdate, InvalidInput
+from closeloop.errors import CaseNotFound, CloseLoopError, ConcurrentUpdate, InvalidInput, StoreError
 from closeloop.links import Links
 from closeloop.model import (
     Case,
@@ -58,6 +64,9 @@ __all__ = ["SYSTEM_ACTOR", "CaseService", "EventDraft", "draft"]
 SYSTEM_ACTOR = "closeloop"
 #: How often recording a failed notice re-reads a case that changed meanwhile.
 _RECORD_ATTEMPTS = 5
+#: How many cases a service remembers (the ones it last read or committed), so that a
+#: status change by id need not read the case first. About 1 KiB each.
+CASES_REMEMBERED = 4096
 
 
 def _fields(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -118,6 +127,8 @@ class CaseService:
         self.customers: CustomerDirectory = NoCustomers() if customers is None else customers
         self._clock = clock
         self._new_id = new_id
+        self._remembered: dict[str, Case] = {}
+        self._remembered_lock = threading.Lock()
         self.notices = NoticeWriter(
             outbox.channels, self.new_id, outbox.lease if deliver_notices else timedelta(0),
             links.case_page, self.case_facts, self.status_label,
@@ -146,9 +157,23 @@ class CaseService:
         check_id("case_id", case_id)
         check_optional_version("expected_version", expected_version)
         case = self.store.get(case_id)
+        self._remember(case)
         if expected_version is not None and case.version != expected_version:
             raise ConcurrentUpdate(case.id, expected_version, case.version)
         return case
+
+    def _remember(self, case: Case) -> None:
+        """Keep ``case`` as the latest this service saw (the oldest one goes when full)."""
+        with self._remembered_lock:
+            remembered = self._remembered
+            remembered.pop(case.id, None)
+            if len(remembered) >= CASES_REMEMBERED:
+                del remembered[next(iter(remembered))]
+            remembered[case.id] = case
+
+    def _forget(self, case_id: str) -> None:
+        with self._remembered_lock:
+            self._remembered.pop(case_id, None)
 
     def history(self, case_id: str) -> list[Event]:
         """The case's events, oldest first. Raises CaseNotFound."""
@@ -200,6 +225,52 @@ class CaseService:
                                 "seq": version + position})
             for position, item in enumerate(drafts, start=1)
         )
+
+    def set_status_of(
+        self,
+        case_id: str,
+        target: WorkflowStatus,
+        *,
+        by: str,
+        comment: str | None,
+        close_reason: str | None,
+        via: str | None,
+        expected_version: int | None = None,
+    ) -> Case:
+        """:meth:`set_status` on the case with id ``case_id``, read only when needed.
+
+        The change starts from the case as this service last read or committed it,
+        when it remembers one (of ``expected_version``, if given); the commit's
+        version check proves that copy current. Should the check fail, or the
+        workflow refuse the change from that copy, nothing was written: the case is
+        read and the change made from it as usual, so every error is the one a
+        fresh read gives. Arguments are assumed validated, except the two ids.
+
+        Raises:
+            CaseNotFound, ConcurrentUpdate: as :meth:`read`.
+            and whatever :meth:`set_status` raises.
+        """
+        check_id("case_id", case_id)
+        check_optional_version("expected_version", expected_version)
+        known = self._remembered.get(case_id)
+        if known is not None and expected_version in (None, known.version):
+            now = self.now()
+            try:
+                event, fields = self.status_change(
+                    known, target, by=by, comment=comment, close_reason=close_reason,
+                    via=via, now=now,
+                )
+                change = self._stored(self.advance(known, event, now=now, **fields))
+            except StoreError:
+                raise  # the store may have written it: never made twice
+            except CloseLoopError:
+                self._forget(case_id)  # stale, or refused: a fresh read decides
+            else:
+                self._delivered(change)
+                return change.case
+        case = self.read(case_id, expected_version)
+        return self.set_status(case, target, by=by, comment=comment, close_reason=close_reason,
+                               via=via)
 
     def set_status(
         self,
@@ -380,9 +451,17 @@ class CaseService:
 
     def commit(self, change: Change) -> None:
         """Check and commit one change with its notices, then deliver them (when the loop does)."""
+        self._delivered(self._stored(change))
+
+    def _stored(self, change: Change) -> Change:
+        """Check and commit ``change`` with its notices; the change as committed."""
         change = self._with_event_notices(change)
         check_change(change)
         self.store.commit(change)
+        self._remember(change.case)
+        return change
+
+    def _delivered(self, change: Change) -> None:
         if self.deliver_notices and change.notices:
             self.outbox.deliver(change.notices)
 

@@ -66,6 +66,7 @@ from closeloop.storage.rows import (
     RESPONSE_COLUMNS,
     RowCodec,
     case_filters,
+    update_columns,
 )
 from closeloop.storage.sql_query import (
     URGENCY_SQL,
@@ -284,7 +285,9 @@ class PostgresStore(BaseStore):
         self.timeout = check_seconds("timeout", timeout)
         self._sql = {name: sql.format(s=quoted(schema)) for name, sql in _SQL.items()}
         self._dialect = _dialect(quoted(schema))
-        self._update_statements: dict[int, str] = {}
+        #: The one-statement update of _commit_update, by (Change.fields, number of events).
+        self._update_statements: dict[tuple[frozenset[str] | None, int],
+                                      tuple[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self._freshness = _Freshness()
         self._inherited: list[ConnectionPool[Any]] = []
@@ -458,12 +461,18 @@ class PostgresStore(BaseStore):
         matched, so a lost race writes nothing.
         """
         case = change.case
-        statement = self._update_statements.get(len(change.events))
-        if statement is None:
-            statement = _update_statement(self._sql["update_case"], quoted(self.schema),
-                                          len(change.events))
-            self._update_statements[len(change.events)] = statement
-        params: list[Any] = [*_CODEC.case_update_row(case), case.id, change.expected_version]
+        key = (change.fields, len(change.events))
+        known = self._update_statements.get(key)
+        if known is None:
+            columns = update_columns(change.fields)
+            update_case = (f"UPDATE {quoted(self.schema)}.cases SET "
+                           f"{', '.join(f'{column} = %s' for column in columns)} "
+                           "WHERE id = %s AND version = %s RETURNING id")
+            known = self._update_statements[key] = (
+                _update_statement(update_case, quoted(self.schema), len(change.events)), columns)
+        statement, columns = known
+        params: list[Any] = [*_CODEC.case_update_values(case, columns), case.id,
+                             change.expected_version]
         for event in change.events:
             params.extend(_CODEC.event_row(event))
         attempts: list[None] = []

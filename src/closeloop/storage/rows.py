@@ -8,6 +8,7 @@ JSON text; PostgreSQL: ``timestamptz``, ``text[]`` and ``jsonb``). A
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,8 @@ CASE_UPDATE_COLUMNS = (
     "status", "assignee", "reasons", "response_ids", "priority", "due_at", "updated_at",
     "closed_at", "version", "custom_status", "close_reason", "paused_at",
 )
+#: Columns every update writes; the others only when :attr:`Change.fields` names them.
+ALWAYS_UPDATED = frozenset({"updated_at", "version"})
 EVENT_COLUMNS = "kind, case_id, actor, at, seq, comment, via, data"
 _EVENT_COMMON = ("kind", "case_id", "actor", "at", "seq", "comment", "via")
 NOTICE_COLUMNS = (
@@ -193,6 +196,21 @@ def _case(values: tuple[Any, ...]) -> Case:
             setter(case, make())
     return case
 
+
+
+@functools.lru_cache(maxsize=256)
+def update_columns(fields: frozenset[str] | None) -> tuple[str, ...]:
+    """The case columns an update writes for :attr:`Change.fields`, in table order.
+
+    ``None`` (any field may have changed) is every one of :data:`CASE_UPDATE_COLUMNS`.
+    Setting a column to its own value still costs an update of every index on it
+    (and, in PostgreSQL, the conversion of its parameter), so a status change does
+    not rewrite the assignee or due-date columns.
+    """
+    if fields is None:
+        return CASE_UPDATE_COLUMNS
+    return tuple(column for column in CASE_UPDATE_COLUMNS
+                 if column in fields or column in ALWAYS_UPDATED)
 
 @frozen
 class RowCodec:

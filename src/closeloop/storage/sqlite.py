@@ -53,6 +53,7 @@ from closeloop.storage.rows import (
     EVENT_COLUMNS,
     NOTICE_COLUMNS,
     case_filters,
+    update_columns,
 )
 from closeloop.storage.rows import RESPONSE_COLUMNS as _RESPONSE_COLUMNS
 from closeloop.storage.sql_query import (
@@ -81,20 +82,13 @@ _UPDATE_CASE = (
     f"UPDATE cases SET {', '.join(f'{column} = ?' for column in CASE_UPDATE_COLUMNS)} "
     "WHERE id = ? AND version = ?"
 )
-#: Columns every update writes; the others only when :attr:`Change.fields` names them.
-_ALWAYS_UPDATED = frozenset({"updated_at", "version"})
 
 
 @functools.lru_cache(maxsize=256)
 def _narrow_update(fields: frozenset[str]) -> tuple[str, tuple[str, ...]]:
-    """The UPDATE for the columns ``fields`` names (plus updated_at and version), and
-    those columns, in the statement's order.
-
-    Setting a column to its own value still costs SQLite an update of every index on
-    it, so a status change does not rewrite the assignee or due-date indexes.
-    """
-    columns = tuple(column for column in CASE_UPDATE_COLUMNS
-                    if column in fields or column in _ALWAYS_UPDATED)
+    """The UPDATE for the columns ``fields`` names (see :func:`update_columns`), and
+    those columns, in the statement's order."""
+    columns = update_columns(fields)
     assignments = ", ".join(f"{column} = ?" for column in columns)
     return f"UPDATE cases SET {assignments} WHERE id = ? AND version = ?", columns
 
