@@ -37,7 +37,7 @@ from closeloop.notify.channel import DEFAULT_CHANNEL, Channel
 from closeloop.notify.content import NoticeContent
 from closeloop.notify.directory import CustomerDirectory, User, UserDirectory
 from closeloop.notify.templates import Templates
-from closeloop.storage.base import Store
+from closeloop.storage.base import Outbox as NoticeLog
 from closeloop.validate import thaw
 
 __all__ = ["DeliveryReport", "Outbox", "retry_delay"]
@@ -87,7 +87,8 @@ class Outbox:
     """Delivers a store's pending notices through a loop's channels.
 
     Args:
-        store: where the notices are kept.
+        store: where the notices are kept: any store, which needs only the outbox
+            port (:class:`closeloop.storage.base.Outbox`).
         channels: the loop's channels by name.
         clock: the loop's (checked) clock.
         lease: how long a deliverer holds a claimed notice before another may retry it.
@@ -102,7 +103,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        store: NoticeLog,
         channels: Mapping[str, Channel],
         clock: Callable[[], datetime],
         lease: timedelta,
