@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -330,3 +331,27 @@ class TestSharing:
         # thread's connection (closed when the next one opens) and a descriptor SQLite
         # keeps back while another connection holds POSIX locks on the file.
         assert open_handles() - before <= 3
+
+
+def test_status_changes_store_compact_data_and_read_the_long_form(tmp_path: Path) -> None:
+    """A standard status change stores only from/to; a row with every name spelt out reads the same."""
+    path = tmp_path / "compact.db"
+    store = SQLiteStore(path)
+    loop = CloseLoop(store=store, clock=FixedClock(T0))
+    case = loop.open_case("c-1", by="agent")
+    loop.set_status(case.id, Status.CLOSED, by="alice", comment="Sorted")
+    event = store.history(case.id)[-1]
+    raw = sqlite3.connect(path)
+    try:
+        (data,) = raw.execute("SELECT data FROM events WHERE case_id = ? AND seq = 2",
+                              (case.id,)).fetchone()
+        assert json.loads(data) == {"from_status": "open", "to_status": "closed"}
+        long_form = {"from_status": "open", "to_status": "closed", "from_custom_status": "open",
+                     "to_custom_status": "closed", "close_reason": None}
+        with raw:
+            raw.execute("UPDATE events SET data = ? WHERE case_id = ? AND seq = 2",
+                        (json.dumps(long_form), case.id))
+    finally:
+        raw.close()
+    assert store.history(case.id)[-1] == event
+    store.close()
