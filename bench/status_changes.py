@@ -5,9 +5,12 @@ Both sides work on a fresh file with the same pragmas (WAL, the same
 same schema (closeloop's own DDL, so indexes match). ``size`` status changes are
 made round-robin over ``size // 4`` cases, each case going Open → Progress → Open …
 
-- closeloop: ``loop.set_status(case_id, target, by=…, comment=…)`` – which reads
-  the case, checks the workflow, builds the new case and its event, and commits
-  them in one ``BEGIN IMMEDIATE`` transaction.
+- closeloop: ``loop.set_status(case_id, target, by=…, comment=…)`` – which starts
+  from the case as the loop last wrote it (the loop opened the cases itself,
+  untimed, and remembers up to ``closeloop.service.CASES_REMEMBERED``), checks
+  the workflow, builds the new case and its event, and commits them in one
+  ``BEGIN IMMEDIATE`` transaction whose version check proves that copy current
+  (a stale one is read again).
 - raw: per change ``BEGIN IMMEDIATE``; ``UPDATE cases SET status, version + 1,
   updated_at WHERE id = ? AND version = ?``; ``INSERT INTO events``; ``COMMIT``.
   The raw side keeps versions in a dict and reads nothing.
