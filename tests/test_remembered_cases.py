@@ -32,6 +32,15 @@ def two_loops(store: Store, clock: FixedClock) -> tuple[CloseLoop, CloseLoop]:
     return CloseLoop(store=store, clock=clock), CloseLoop(store=store, clock=clock)
 
 
+def stale_in_first(store: Store, clock: FixedClock) -> tuple[CloseLoop, str]:
+    """A case that the first of two loops remembers in Progress, moved back to Open by the second."""
+    first, second = two_loops(store, clock)
+    case = first.open_case("c-1", by="agent")
+    first.set_status(case.id, Status.PROGRESS, by="alice")
+    second.set_status(case.id, Status.OPEN, by="bob")
+    return first, case.id
+
+
 def statuses(store: Store, case_id: str) -> list[tuple[str, str]]:
     """The case's status changes, as (from, to) names."""
     return [(e.from_custom_status, e.to_custom_status) for e in store.history(case_id)
@@ -55,14 +64,11 @@ def test_a_change_after_another_writer_is_made_from_the_fresh_case(
     store: Store, clock: FixedClock
 ) -> None:
     """A remembered copy made stale by another loop is read again; no change is lost."""
-    first, second = two_loops(store, clock)
-    case = first.open_case("c-1", by="agent")
-    first.set_status(case.id, Status.PROGRESS, by="alice")
-    second.set_status(case.id, Status.OPEN, by="bob")
-    closed = first.set_status(case.id, Status.CLOSED, by="alice", comment="Sorted")
-    assert closed == store.get(case.id)
+    first, case_id = stale_in_first(store, clock)
+    closed = first.set_status(case_id, Status.CLOSED, by="alice", comment="Sorted")
+    assert closed == store.get(case_id)
     assert closed.version == 4
-    assert statuses(store, case.id) == [("open", "progress"), ("progress", "open"),
+    assert statuses(store, case_id) == [("open", "progress"), ("progress", "open"),
                                         ("open", "closed")]
 
 
@@ -82,28 +88,21 @@ def test_a_refusal_names_the_current_status_not_the_remembered_one(
     store: Store, clock: FixedClock
 ) -> None:
     """A change the fresh case refuses raises what a fresh read raises, and writes nothing."""
-    first, second = two_loops(store, clock)
-    case = first.open_case("c-1", by="agent")
-    first.set_status(case.id, Status.PROGRESS, by="alice")
-    second.set_status(case.id, Status.OPEN, by="bob")
+    first, case_id = stale_in_first(store, clock)
     with pytest.raises(TransitionNotAllowed, match="already Open"):
-        first.set_status(case.id, Status.OPEN, by="alice")
-    assert store.get(case.id).version == 3
+        first.set_status(case_id, Status.OPEN, by="alice")
+    assert store.get(case_id).version == 3
 
 
 def test_an_expected_version_is_checked_against_the_stored_case(
     store: Store, clock: FixedClock
 ) -> None:
     """expected_version equal to the remembered copy's, but the case moved: ConcurrentUpdate."""
-    first, second = two_loops(store, clock)
-    case = first.open_case("c-1", by="agent")
-    remembered = first.set_status(case.id, Status.PROGRESS, by="alice")
-    second.set_status(case.id, Status.OPEN, by="bob")
+    first, case_id = stale_in_first(store, clock)
     with pytest.raises(ConcurrentUpdate) as caught:
-        first.set_status(case.id, Status.CLOSED, by="alice", comment="x",
-                         expected_version=remembered.version)
+        first.set_status(case_id, Status.CLOSED, by="alice", comment="x", expected_version=2)
     assert (caught.value.expected, caught.value.actual) == (2, 3)
-    assert store.get(case.id).status is Status.OPEN
+    assert store.get(case_id).status is Status.OPEN
 
 
 def test_an_erasure_by_another_loop_is_not_undone_from_memory(

@@ -65,7 +65,7 @@ SYSTEM_ACTOR = "closeloop"
 #: How often recording a failed notice re-reads a case that changed meanwhile.
 _RECORD_ATTEMPTS = 5
 #: How many cases a service remembers (the ones it last read or committed), so that a
-#: status change by id need not read the case first. About 1 KiB each.
+#: status change by id need not read the case first. About half a KiB each.
 CASES_REMEMBERED = 4096
 
 
@@ -254,13 +254,9 @@ class CaseService:
         check_optional_version("expected_version", expected_version)
         known = self._remembered.get(case_id)
         if known is not None and expected_version in (None, known.version):
-            now = self.now()
             try:
-                event, fields = self.status_change(
-                    known, target, by=by, comment=comment, close_reason=close_reason,
-                    via=via, now=now,
-                )
-                change = self._stored(self.advance(known, event, now=now, **fields))
+                change = self._status_stored(known, target, by=by, comment=comment,
+                                             close_reason=close_reason, via=via)
             except StoreError:
                 raise  # the store may have written it: never made twice
             except CloseLoopError:
@@ -296,6 +292,26 @@ class CaseService:
             TransitionNotAllowed, CommentRequired: the workflow refuses the change.
             ConcurrentUpdate: the case changed since it was read.
         """
+        change = self._status_stored(
+            case, target, by=by, comment=comment, close_reason=close_reason, via=via,
+            consume_link=consume_link, comment_policy=comment_policy,
+        )
+        self._delivered(change)
+        return change.case
+
+    def _status_stored(
+        self,
+        case: Case,
+        target: Status | str | WorkflowStatus,
+        *,
+        by: str,
+        comment: str | None,
+        close_reason: str | None,
+        via: str | None,
+        consume_link: str | None = None,
+        comment_policy: CommentPolicy | None = None,
+    ) -> Change:
+        """:meth:`set_status`'s change, committed but its notices not yet delivered."""
         now = self.now()
         event, fields = self.status_change(
             case, target, by=by, comment=comment, close_reason=close_reason, via=via, now=now,
@@ -304,8 +320,7 @@ class CaseService:
         change = self.advance(case, event, now=now, **fields)
         if consume_link is not None:
             change = evolve(change, consume_link=consume_link)
-        self.commit(change)
-        return change.case
+        return self._stored(change)
 
     def case_facts(self, case: Case) -> CaseFacts:
         """``case`` as notices show it: its workflow status's name (when its own) and label."""

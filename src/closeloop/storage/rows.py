@@ -197,7 +197,6 @@ def _case(values: tuple[Any, ...]) -> Case:
     return case
 
 
-
 @functools.lru_cache(maxsize=256)
 def update_columns(fields: frozenset[str] | None) -> tuple[str, ...]:
     """The case columns an update writes for :attr:`Change.fields`, in table order.
@@ -211,6 +210,7 @@ def update_columns(fields: frozenset[str] | None) -> tuple[str, ...]:
         return CASE_UPDATE_COLUMNS
     return tuple(column for column in CASE_UPDATE_COLUMNS
                  if column in fields or column in ALWAYS_UPDATED)
+
 
 @frozen
 class RowCodec:
